@@ -1,0 +1,88 @@
+//! Command-line dispatch and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use meshtrail_parsers::frame::Framing;
+use meshtrail_parsers::partial::DEFAULT_MAX_LINE_BYTES;
+
+use crate::parse_cmd::{self, ParseArgs};
+
+/// Exit code for a configuration or usage error (BSD `EX_USAGE`, as linkerd uses).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "meshtrail",
+    version,
+    about = "Envoy/Istio access logs into security events, metrics and Elasticsearch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse container-log or access-log lines from files or standard input and print one
+    /// JSON event per line (NDJSON), e.g.
+    /// `kubectl logs -n istio-system deploy/istio-ingressgateway --timestamps | meshtrail parse`.
+    Parse {
+        /// Access-log format: auto, a built-in name (meshtrail, istio-1.9, istio-1.3,
+        /// istio-1.2, istio-1.8, istio-1.1, istio-1.1-pre, envoy-default, istio-json) or an
+        /// Envoy format string. Repeat to try several in order.
+        #[arg(long = "format", value_name = "FORMAT")]
+        formats: Vec<String>,
+        /// Container-log framing: auto, cri, docker, kubectl or none.
+        #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<Framing>())]
+        framing: Framing,
+        /// Print counts per format and of unparsed lines to standard error.
+        #[arg(long)]
+        stats: bool,
+        /// Copy each access-log line into `event.original`.
+        #[arg(long)]
+        keep_original: bool,
+        /// Longest line kept after joining partial records; the rest is dropped and flagged.
+        #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES")]
+        max_line_bytes: usize,
+        /// Files to read; standard input when none or `-`.
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Parse {
+            formats,
+            framing,
+            stats,
+            keep_original,
+            max_line_bytes,
+            files,
+        } => {
+            // A bad format is a usage error: refuse before reading anything.
+            if let Err(e) = parse_cmd::parser(&formats) {
+                eprintln!("meshtrail: {e:#}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let args = ParseArgs {
+                formats,
+                framing,
+                files,
+                stats,
+                keep_original,
+                max_line_bytes,
+            };
+            match parse_cmd::run(&args) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("meshtrail: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

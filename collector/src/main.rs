@@ -1,0 +1,13 @@
+//! `meshtrail`: Envoy/Istio access logs into security events, metrics and Elasticsearch.
+#![deny(missing_docs)]
+
+mod cli;
+mod document;
+mod parse_cmd;
+mod pipeline;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

@@ -1,0 +1,112 @@
+//! One line from its framing to its document: decode, parse, classify, render. Pure CPU,
+//! no I/O: the callers (`meshtrail parse`, the agent's workers) feed it and take the bytes.
+
+use std::borrow::Cow;
+
+use meshtrail_parsers::classify::{self, Role};
+use meshtrail_parsers::envoy::{Hint, Parsed, Parser};
+use meshtrail_parsers::partial::Joined;
+
+use crate::document::{self, Origin};
+
+/// How lines become documents.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Copy the access-log line into `event.original`.
+    pub keep_original: bool,
+}
+
+/// What happened to the lines, for `--stats` and the self-metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Access logs per format, in the parser's order.
+    pub access: Vec<(String, u64)>,
+    /// Lines that are not access logs.
+    pub container: u64,
+    /// Of those, lines that looked like access logs but no format read (format drift).
+    pub parse_errors: u64,
+    /// Lines over the size cap.
+    pub truncated: u64,
+    /// Lines that were not valid UTF-8.
+    pub invalid_utf8: u64,
+}
+
+impl Stats {
+    /// Zeroed counters for a parser's formats.
+    pub fn new(parser: &Parser) -> Self {
+        Stats {
+            access: parser.format_names().map(|n| (n.to_owned(), 0)).collect(),
+            ..Stats::default()
+        }
+    }
+
+    /// All lines counted.
+    pub fn lines(&self) -> u64 {
+        self.access.iter().map(|(_, n)| n).sum::<u64>() + self.container
+    }
+
+    fn count_access(&mut self, format: &str) {
+        match self.access.iter_mut().find(|(n, _)| n == format) {
+            Some((_, n)) => *n += 1,
+            None => self.access.push((format.to_owned(), 1)),
+        }
+    }
+}
+
+/// Turns lines into documents with one parser.
+pub struct LineProcessor<'p> {
+    parser: &'p Parser,
+    options: Options,
+    /// Counters so far.
+    pub stats: Stats,
+}
+
+impl<'p> LineProcessor<'p> {
+    /// A processor for `parser`.
+    pub fn new(parser: &'p Parser, options: Options) -> Self {
+        LineProcessor {
+            parser,
+            options,
+            stats: Stats::new(parser),
+        }
+    }
+
+    /// Appends the document of one joined line (and a newline) to `out`. `hint` belongs to
+    /// the stream the line came from.
+    pub fn process(
+        &mut self,
+        line: &Joined<'_>,
+        file: Option<&str>,
+        role: Option<Role>,
+        hint: &mut Hint,
+        out: &mut Vec<u8>,
+    ) {
+        let text = String::from_utf8_lossy(&line.body);
+        let invalid_utf8 = matches!(text, Cow::Owned(_));
+        let origin = Origin {
+            created: line.time.as_deref(),
+            stream: line.stream,
+            file,
+            offset: file.map(|_| line.offset),
+            truncated_bytes: line.truncated_bytes,
+            invalid_utf8,
+            joined: line.records > 1,
+        };
+        self.stats.truncated += u64::from(line.truncated_bytes > 0);
+        self.stats.invalid_utf8 += u64::from(invalid_utf8);
+        match self.parser.parse(&text, hint) {
+            Parsed::Access { format, fields } => {
+                let verdict = classify::classify(&fields, role);
+                let original = self.options.keep_original.then_some(text.as_ref());
+                document::access(out, &origin, format, &fields, &verdict, original);
+                self.stats.count_access(format);
+            }
+            Parsed::Other(failure) => {
+                document::container(out, &origin, &text, failure.as_ref());
+                self.stats.container += 1;
+                self.stats.parse_errors += u64::from(failure.is_some());
+            }
+        }
+        out.push(b'\n');
+    }
+}

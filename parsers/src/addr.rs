@@ -1,0 +1,105 @@
+//! Addresses as Envoy writes them: `10.0.0.1:80`, `[2406:da24::14]:443`, a Unix socket
+//! path, `envoy://internal_listener/`.
+
+use std::net::IpAddr;
+
+/// The IP and port of an `ip:port` or `[ipv6]:port` address; `None` for anything else.
+pub fn ip_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
+        let (ip, port) = rest.split_once("]:")?;
+        (ip, port)
+    } else {
+        addr.rsplit_once(':')?
+    };
+    let port = port.parse().ok()?;
+    host.parse::<IpAddr>().ok().map(|_| (host, port))
+}
+
+/// True when `s` is an IP address (v4 or v6, without port).
+pub fn is_ip(s: &str) -> bool {
+    s.parse::<IpAddr>().is_ok()
+}
+
+/// Host and optional port of an HTTP authority: `httpbin:8000`, `[::1]:8080`, `example.com`.
+pub fn host_port(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((ip, tail)) => (ip, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        // A bare IPv6 address has several colons and no port.
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(p) => (host, Some(p)),
+            Err(_) => (authority, None),
+        },
+        _ => (authority, None),
+    }
+}
+
+/// The first entry of an `X-Forwarded-For` list when it is an IP address.
+pub fn first_forwarded_ip(xff: &str) -> Option<&str> {
+    let first = xff.split(',').next()?.trim();
+    is_ip(first).then_some(first)
+}
+
+/// True when `s` could be an address Envoy writes: used to tell a real field from text
+/// that landed in its place.
+pub fn plausible(s: &str) -> bool {
+    ip_port(s).is_some()
+        || s.starts_with('/')
+        || s.starts_with('@')
+        || s.contains("://")
+        || s.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_ip_and_port() {
+        assert_eq!(ip_port("10.44.1.27:80"), Some(("10.44.1.27", 80)));
+        assert_eq!(ip_port("[2406:da24::14]:443"), Some(("2406:da24::14", 443)));
+        assert_eq!(ip_port("envoy://sni_listener/"), None);
+        assert_eq!(ip_port("/var/run/sock"), None);
+        assert_eq!(ip_port("host:80"), None);
+        assert_eq!(ip_port("10.0.0.1:99999"), None);
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(host_port("httpbin:8000"), ("httpbin", Some(8000)));
+        assert_eq!(host_port("example.com"), ("example.com", None));
+        assert_eq!(host_port("[::1]:8080"), ("::1", Some(8080)));
+        assert_eq!(host_port("::1"), ("::1", None));
+        assert_eq!(host_port("a:b"), ("a:b", None));
+    }
+
+    #[test]
+    fn forwarded_for() {
+        assert_eq!(first_forwarded_ip("192.168.0.24"), Some("192.168.0.24"));
+        assert_eq!(first_forwarded_ip("10.0.0.1, 10.0.0.2"), Some("10.0.0.1"));
+        assert_eq!(first_forwarded_ip("unknown, 10.0.0.2"), None);
+    }
+
+    #[test]
+    fn plausibility() {
+        for ok in [
+            "10.0.0.1:80",
+            "[::1]:1",
+            "/tmp/s",
+            "@abstract",
+            "envoy://x/",
+            "REDACTED_IP1:7600",
+        ] {
+            assert!(plausible(ok), "{ok}");
+        }
+        for bad in ["MongoDB", "port>||x", "", ":80", "a:"] {
+            assert!(!plausible(bad), "{bad}");
+        }
+    }
+}

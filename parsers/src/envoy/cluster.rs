@@ -1,0 +1,132 @@
+//! Istio's cluster names (`outbound|443||api.example.com`) and mTLS SNI
+//! (`outbound_.8080_._.reviews.default.svc.cluster.local`).
+
+/// Traffic direction as Istio names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Into the workload next to the proxy.
+    Inbound,
+    /// Out of it.
+    Outbound,
+}
+
+impl Direction {
+    /// `inbound` or `outbound`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// An Istio cluster name split into its parts; absent parts are `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IstioCluster<'a> {
+    /// `inbound` or `outbound`.
+    pub direction: Direction,
+    /// The service port.
+    pub port: Option<u16>,
+    /// The subset (outbound) or, in Istio releases before 1.6, the port name (inbound).
+    pub subset: Option<&'a str>,
+    /// The service host.
+    pub host: Option<&'a str>,
+}
+
+/// The `BlackHoleCluster`: REGISTRY_ONLY blocked the destination.
+pub const BLACK_HOLE: &str = "BlackHoleCluster";
+/// The `PassthroughCluster`: the destination had no ServiceEntry and ALLOW_ANY let it out.
+pub const PASSTHROUGH: &str = "PassthroughCluster";
+
+/// Decodes `direction|port|subset|host`; `None` for other names (`BlackHoleCluster`,
+/// non-Istio clusters).
+pub fn decode(name: &str) -> Option<IstioCluster<'_>> {
+    let mut parts = name.split('|');
+    let direction = match parts.next()? {
+        "inbound" => Direction::Inbound,
+        "outbound" => Direction::Outbound,
+        _ => return None,
+    };
+    let port = parts.next()?;
+    let subset = parts.next()?;
+    let host = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(IstioCluster {
+        direction,
+        port: if port.is_empty() {
+            None
+        } else {
+            Some(port.parse().ok()?)
+        },
+        subset: non_empty(subset),
+        host: non_empty(host),
+    })
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Decodes Istio's mTLS SNI `outbound_.PORT_.SUBSET_.HOST` (subset `_` when none).
+pub fn decode_sni(sni: &str) -> Option<IstioCluster<'_>> {
+    let rest = sni.strip_prefix("outbound_.")?;
+    let (port, rest) = rest.split_once("_.")?;
+    let (subset, host) = rest.split_once("_.")?;
+    Some(IstioCluster {
+        direction: Direction::Outbound,
+        port: Some(port.parse().ok()?),
+        subset: (subset != "_" && !subset.is_empty()).then_some(subset),
+        host: (!host.is_empty()).then_some(host),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_cluster_names() {
+        let c = decode("outbound|443||api.example.com").unwrap();
+        assert_eq!(
+            (c.direction, c.port, c.subset, c.host),
+            (
+                Direction::Outbound,
+                Some(443),
+                None,
+                Some("api.example.com")
+            )
+        );
+        let c = decode("inbound|8080|http-8080|svc.default.svc.cluster.local").unwrap();
+        assert_eq!(
+            (c.direction, c.subset),
+            (Direction::Inbound, Some("http-8080"))
+        );
+        let c = decode("inbound|8080||").unwrap();
+        assert_eq!((c.port, c.subset, c.host), (Some(8080), None, None));
+        let c = decode("outbound|80|version-v2|catalog").unwrap();
+        assert_eq!(c.subset, Some("version-v2"));
+        assert_eq!(decode(BLACK_HOLE), None);
+        assert_eq!(decode("outbound|x||h"), None);
+        assert_eq!(decode("outbound|1|2|3|4"), None);
+        assert_eq!(decode("web_cluster"), None);
+    }
+
+    #[test]
+    fn decodes_istio_sni() {
+        let c = decode_sni("outbound_.8080_._.payment-service.default.svc.cluster.local").unwrap();
+        assert_eq!(
+            (c.port, c.subset, c.host),
+            (
+                Some(8080),
+                None,
+                Some("payment-service.default.svc.cluster.local")
+            )
+        );
+        let c = decode_sni("outbound_.9080_.v1_.reviews.default.svc.cluster.local").unwrap();
+        assert_eq!(c.subset, Some("v1"));
+        assert_eq!(decode_sni("kubeflow.kubefrog.fr"), None);
+        assert_eq!(decode_sni("outbound_.x_._.h"), None);
+    }
+}

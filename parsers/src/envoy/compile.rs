@@ -1,0 +1,99 @@
+//! Format [`Token`]s into a [`Program`]: "field up to literal X" steps with prebuilt
+//! substring finders.
+
+use memchr::memmem::Finder;
+
+use super::field::{self, Kind, Target};
+use super::format::{FormatError, Token, tokenize};
+
+/// A compiled text format, ready to match lines ([`Program::matches`]).
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub(crate) name: String,
+    pub(crate) source: String,
+    /// Literal text the line starts with.
+    pub(crate) prefix: String,
+    pub(crate) steps: Vec<Step>,
+}
+
+/// One operator and the literal that ends its value.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    /// The operator as written, for error messages.
+    pub(crate) operator: String,
+    pub(crate) target: Target,
+    pub(crate) kind: Kind,
+    /// `None`: the value runs to the end of the line.
+    pub(crate) until: Option<Literal>,
+    /// The literal is the last of the format: it must end the line.
+    pub(crate) anchored: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Literal {
+    pub(crate) text: String,
+    pub(crate) finder: Finder<'static>,
+}
+
+impl Program {
+    /// Compiles an Envoy format string under a name (used in events and errors).
+    pub fn compile(name: &str, format: &str) -> Result<Program, FormatError> {
+        let tokens = tokenize(format)?;
+        let mut iter = tokens.into_iter().peekable();
+        let prefix = match iter.peek() {
+            Some(Token::Literal(_)) => match iter.next() {
+                Some(Token::Literal(l)) => l,
+                _ => unreachable!("peeked a literal"),
+            },
+            _ => String::new(),
+        };
+        let mut steps = Vec::new();
+        let mut known = Vec::new();
+        while let Some(token) = iter.next() {
+            let Token::Operator(op) = token else {
+                unreachable!("tokenize alternates operators and literals")
+            };
+            let mut target = field::target(&op);
+            // A field named twice keeps the first; later ones keep their operator name.
+            if let Target::Known(f) = target {
+                if known.contains(&f) {
+                    target = Target::Extra(field::extra_name(&op));
+                } else {
+                    known.push(f);
+                }
+            }
+            let until = match iter.next() {
+                Some(Token::Literal(text)) => Some(Literal {
+                    finder: Finder::new(text.as_bytes()).into_owned(),
+                    text,
+                }),
+                Some(Token::Operator(_)) => unreachable!("tokenize rejects adjacent operators"),
+                None => None,
+            };
+            let anchored = until.is_some() && iter.peek().is_none();
+            steps.push(Step {
+                operator: op.source(),
+                kind: target.kind(),
+                target,
+                until,
+                anchored,
+            });
+        }
+        Ok(Program {
+            name: name.to_owned(),
+            source: format.to_owned(),
+            prefix,
+            steps,
+        })
+    }
+
+    /// The name given at compile time.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The format string.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every check CI runs, in one command: formatting, lints, the release build, the public
+# corpus through the release binary, then every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build --release"
+cargo build --release --locked -p meshtrail
+corpus=../shared/corpus
+if [ -f "$corpus/check_parse.py" ]; then
+  echo "== public corpus through target/release/meshtrail"
+  python3 "$corpus/check_parse.py" target/release/meshtrail "$corpus/lines.jsonl"
+else
+  echo "== public corpus: ../shared/corpus is not beside this checkout; parsers/tests/corpus.rs still runs its copy"
+fi
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== all checks passed in $(( $(date +%s) - start )) s"
