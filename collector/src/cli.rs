@@ -25,6 +25,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the product on generated ingress, egress and sidecar traffic, with no cluster
+    /// and no Elasticsearch, and show what it finds.
+    Demo {
+        /// Where to write the generated logs and the events.
+        #[arg(long, default_value = "meshtrail-demo")]
+        dir: PathBuf,
+        /// How many requests to generate.
+        #[arg(long, default_value_t = 20_000)]
+        lines: u64,
+    },
     /// Parse container-log or access-log lines from files or standard input and print one
     /// JSON event per line (NDJSON), e.g.
     /// `kubectl logs -n istio-system deploy/istio-ingressgateway --timestamps | meshtrail parse`.
@@ -55,6 +65,13 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo { dir, lines } => match crate::demo::run(&dir, lines) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meshtrail: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Parse {
             formats,
             framing,

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod cli;
+mod demo;
 mod document;
 mod parse_cmd;
 mod pipeline;

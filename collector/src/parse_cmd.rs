@@ -107,7 +107,7 @@ fn parse_stream(
         let body = line.strip_suffix(b"\n").unwrap_or(&line);
         let record = frame::frame(body, args.framing);
         if let Some(joined) = joiner.push(record, start) {
-            processor.process(&joined, file, None, &mut hint, &mut doc);
+            processor.process(&joined, file, None, &mut hint, &mut (), &mut doc);
         }
         if doc.len() >= 1 << 16 {
             out.write_all(&doc)?;
@@ -115,7 +115,7 @@ fn parse_stream(
         }
     }
     while let Some(joined) = joiner.flush() {
-        processor.process(&joined, file, None, &mut hint, &mut doc);
+        processor.process(&joined, file, None, &mut hint, &mut (), &mut doc);
     }
     out.write_all(&doc)
 }

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
-use meshtrail_parsers::classify::{self, Role};
-use meshtrail_parsers::envoy::{Hint, Parsed, Parser};
+use meshtrail_parsers::classify::{self, Role, Verdict};
+use meshtrail_parsers::envoy::{Fields, Hint, Parsed, Parser};
 use meshtrail_parsers::partial::Joined;
 
 use crate::document::{self, Origin};
@@ -53,6 +53,16 @@ impl Stats {
     }
 }
 
+/// Sees every access log with its verdict: the metrics and the demo's summary count here.
+pub trait Observe {
+    /// Called once per access log.
+    fn access(&mut self, fields: &Fields<'_>, verdict: &Verdict<'_>, role: Option<Role>);
+}
+
+impl Observe for () {
+    fn access(&mut self, _: &Fields<'_>, _: &Verdict<'_>, _: Option<Role>) {}
+}
+
 /// Turns lines into documents with one parser.
 pub struct LineProcessor<'p> {
     parser: &'p Parser,
@@ -79,6 +89,7 @@ impl<'p> LineProcessor<'p> {
         file: Option<&str>,
         role: Option<Role>,
         hint: &mut Hint,
+        observer: &mut impl Observe,
         out: &mut Vec<u8>,
     ) {
         let text = String::from_utf8_lossy(&line.body);
@@ -97,6 +108,7 @@ impl<'p> LineProcessor<'p> {
         match self.parser.parse(&text, hint) {
             Parsed::Access { format, fields } => {
                 let verdict = classify::classify(&fields, role);
+                observer.access(&fields, &verdict, role);
                 let original = self.options.keep_original.then_some(text.as_ref());
                 document::access(out, &origin, format, &fields, &verdict, original);
                 self.stats.count_access(format);

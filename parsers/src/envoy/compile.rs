@@ -96,4 +96,22 @@ impl Program {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// Writes a line of this format as Envoy would: `value` is asked for each operator by
+    /// its field key (`response_code`) or extra name (`req_x_b3_traceid`); `None` is `-`.
+    /// Used to generate test and demo traffic from the same format strings.
+    pub fn render<'v>(&self, value: impl Fn(&str) -> Option<&'v str>) -> String {
+        let mut line = self.prefix.clone();
+        for step in &self.steps {
+            let key = match &step.target {
+                Target::Known(f) => f.key(),
+                Target::Extra(name) => name.as_str(),
+            };
+            line.push_str(value(key).unwrap_or("-"));
+            if let Some(lit) = &step.until {
+                line.push_str(&lit.text);
+            }
+        }
+        line
+    }
 }

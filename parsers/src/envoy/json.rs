@@ -38,6 +38,10 @@ impl fmt::Display for JsonProblem {
 }
 
 /// The result of reading a JSON line.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the fields would allocate on every line"
+)]
 pub(crate) enum JsonOutcome<'a> {
     Access(Fields<'a>),
     /// JSON, or not, but not an access log (an application's structured log).

@@ -11,6 +11,10 @@ use super::matcher::Mismatch;
 
 /// What a line turned out to be.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the fields would allocate on every line"
+)]
 pub enum Parsed<'a> {
     /// An access log, with the name of the format that read it.
     Access {
