@@ -1,5 +1,6 @@
 //! `meshtrail`: Envoy/Istio access logs into security events, metrics and Elasticsearch.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod cli;
 mod demo;

@@ -15,6 +15,7 @@
 //! assert_eq!(verdict.denial.unwrap().policy, Some("none"));
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod classify;
