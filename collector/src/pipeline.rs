@@ -92,7 +92,7 @@ impl<'p> LineProcessor<'p> {
         observer: &mut impl Observe,
         out: &mut Vec<u8>,
     ) {
-        let text = String::from_utf8_lossy(&line.body);
+        let text = line.text();
         let invalid_utf8 = matches!(text, Cow::Owned(_));
         let origin = Origin {
             created: line.time.as_deref(),

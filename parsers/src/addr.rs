@@ -46,14 +46,19 @@ pub fn first_forwarded_ip(xff: &str) -> Option<&str> {
 
 /// True when `s` could be an address Envoy writes: used to tell a real field from text
 /// that landed in its place.
+/// This is a shape check, not a parse: it runs on every address of every line.
 pub fn plausible(s: &str) -> bool {
-    ip_port(s).is_some()
-        || s.starts_with('/')
-        || s.starts_with('@')
-        || s.contains("://")
-        || s.rsplit_once(':').is_some_and(|(h, p)| {
-            !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-        })
+    let b = s.as_bytes();
+    match b.first() {
+        Some(b'/' | b'@') => true,
+        Some(_) => {
+            // `host:port`: digits back to a colon that is not the first byte.
+            let digits = b.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+            (digits > 0 && b.len() > digits + 1 && b[b.len() - digits - 1] == b':')
+                || s.contains("://")
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]

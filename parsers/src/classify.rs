@@ -2,6 +2,10 @@
 //! SCHEMA.md's `meshtrail.security.*` table is the contract; each rule below names the
 //! Envoy signal it reads.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use crate::envoy::cluster::{self, Direction};
 use crate::envoy::{Field, Fields, Flags};
 
@@ -180,22 +184,40 @@ impl Verdict<'_> {
     }
 }
 
-fn contains(haystack: &str, needle: &str) -> bool {
-    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
-}
+/// Substrings that mark a TLS failure, with prebuilt finders (building one per call would
+/// cost more than the search).
+static MARKERS: LazyLock<[Finder<'static>; 7]> = LazyLock::new(|| {
+    [
+        "filter_chain_not_found",
+        "TLS",
+        "SSL",
+        "CERTIFICATE_EXPIRED",
+        "CERTIFICATE_VERIFY_FAILED",
+        "HANDSHAKE_FAILURE",
+        "handshake",
+    ]
+    .map(|m| Finder::new(m.as_bytes()))
+});
 
 fn tls_failure(text: &str) -> Option<MtlsFailureReason> {
-    if contains(text, "filter_chain_not_found") {
-        return Some(MtlsFailureReason::PlaintextRejected);
-    }
-    if !(contains(text, "TLS") || contains(text, "SSL") || contains(text, "CERTIFICATE")) {
+    // Every marker holds T, S, C, f or h; most values (`via_upstream`) hold none: skip them.
+    let b = text.as_bytes();
+    if memchr::memchr3(b'T', b'S', b'C', b).is_none() && memchr::memchr2(b'f', b'h', b).is_none() {
         return None;
     }
-    Some(if contains(text, "CERTIFICATE_EXPIRED") {
+    let [chain, tls, ssl, expired, verify, handshake_upper, handshake] = &*MARKERS;
+    let has = |f: &Finder<'_>| f.find(text.as_bytes()).is_some();
+    if has(chain) {
+        return Some(MtlsFailureReason::PlaintextRejected);
+    }
+    if !(has(tls) || has(ssl) || has(verify) || has(expired)) {
+        return None;
+    }
+    Some(if has(expired) {
         MtlsFailureReason::CertificateExpired
-    } else if contains(text, "CERTIFICATE_VERIFY_FAILED") {
+    } else if has(verify) {
         MtlsFailureReason::CertificateVerifyFailed
-    } else if contains(text, "HANDSHAKE_FAILURE") || contains(text, "handshake") {
+    } else if has(handshake_upper) || has(handshake) {
         MtlsFailureReason::HandshakeFailure
     } else {
         MtlsFailureReason::TlsError

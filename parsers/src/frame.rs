@@ -142,7 +142,9 @@ fn auto(line: &[u8]) -> Record<'_> {
 fn leading_time(line: &[u8]) -> Option<(&str, &[u8])> {
     let end = memchr::memchr(b' ', line)?;
     let time = std::str::from_utf8(&line[..end]).ok()?;
-    Timestamp::parse(time)?;
+    if !Timestamp::is_valid(time) {
+        return None;
+    }
     Some((time, &line[end + 1..]))
 }
 

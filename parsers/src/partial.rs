@@ -25,6 +25,17 @@ pub struct Joined<'a> {
     pub truncated_bytes: u64,
 }
 
+impl Joined<'_> {
+    /// The line as text: borrowed when it is valid UTF-8 (checked with the fast strict
+    /// validator), decoded lossily otherwise (`Cow::Owned` then tells it was invalid).
+    pub fn text(&self) -> Cow<'_, str> {
+        match std::str::from_utf8(&self.body) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&self.body),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     buf: Vec<u8>,

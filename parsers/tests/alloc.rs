@@ -64,7 +64,7 @@ fn the_parse_path_allocates_nothing_per_line() {
                 else {
                     continue;
                 };
-                let text = String::from_utf8_lossy(&joined.body);
+                let text = joined.text();
                 if let Parsed::Access { fields, .. } = parser.parse(&text, &mut hint) {
                     let v = classify::classify(&fields, None);
                     access += usize::from(v.outcome.as_str().len() > 1);

@@ -37,7 +37,7 @@ fn read_line(parser: &Parser, raw: &[u8]) -> (Option<String>, Option<Vec<(String
     let joined = joiner
         .push(frame(raw, Framing::Auto), 0)
         .expect("a single full record");
-    let text = String::from_utf8_lossy(&joined.body).into_owned();
+    let text = joined.text().into_owned();
     match parser.parse(&text, &mut Hint::default()) {
         Parsed::Access { format, fields } => (Some(format.to_owned()), Some(canonical(&fields))),
         Parsed::Other(_) => (None, None),

@@ -170,7 +170,7 @@ proptest! {
             let mut joiner = Joiner::new(256);
             for (i, line) in lines.iter().enumerate() {
                 if let Some(j) = joiner.push(frame(line, framing), i as u64) {
-                    let text = String::from_utf8_lossy(&j.body);
+                    let text = j.text();
                     if let Parsed::Access { fields, .. } = parser.parse(&text, &mut Hint::default()) {
                         let _ = classify::classify(&fields, None);
                     }

@@ -32,7 +32,33 @@ pub(crate) struct Step {
 #[derive(Clone, Debug)]
 pub(crate) struct Literal {
     pub(crate) text: String,
-    pub(crate) finder: Finder<'static>,
+    finder: Finder<'static>,
+}
+
+impl Literal {
+    /// The first occurrence of the literal in `hay`.
+    ///
+    /// Values are short (a few to a few dozen bytes) and literals are one to three bytes
+    /// (` `, `" `, `" "`): `memchr` for the first byte, then a compare, beats a general
+    /// substring searcher there. Longer literals use the prebuilt finder.
+    #[inline]
+    pub(crate) fn find(&self, hay: &[u8]) -> Option<usize> {
+        let needle = self.text.as_bytes();
+        if needle.len() > 4 {
+            return self.finder.find(hay);
+        }
+        let mut from = 0;
+        while let Some(i) = memchr::memchr(needle[0], &hay[from..]) {
+            let at = from + i;
+            // A byte loop: a `memcmp` call costs more than comparing three bytes.
+            if hay.len() - at >= needle.len() && needle.iter().zip(&hay[at..]).all(|(a, b)| a == b)
+            {
+                return Some(at);
+            }
+            from = at + 1;
+        }
+        None
+    }
 }
 
 impl Program {

@@ -77,7 +77,7 @@ fn check(kind: Kind, v: &str) -> Result<(), &'static str> {
     let ok = match kind {
         Kind::Text => true,
         _ if v == "-" => true,
-        Kind::Timestamp => Timestamp::parse(v).is_some(),
+        Kind::Timestamp => Timestamp::is_valid(v),
         Kind::Integer => !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()),
         Kind::Method => {
             !v.is_empty()
@@ -165,7 +165,7 @@ impl<'a> Run<'a, 'a> {
             if step.kind == Kind::Text {
                 return self.text_step(out, i, pos);
             }
-            let Some(at) = lit.finder.find(rest.as_bytes()) else {
+            let Some(at) = lit.find(rest.as_bytes()) else {
                 return self.fail(Some(step), pos, Expected::Missing(&lit.text));
             };
             let value = &rest[..at];
@@ -188,11 +188,7 @@ impl<'a> Run<'a, 'a> {
         let extras = out.extras_len();
         let mut search = pos;
         loop {
-            let Some(at) = lit
-                .finder
-                .find(&line.as_bytes()[search..])
-                .map(|a| a + search)
-            else {
+            let Some(at) = lit.find(&line.as_bytes()[search..]).map(|a| a + search) else {
                 return self.fail(Some(step), pos, Expected::Missing(&lit.text));
             };
             self.assign(out, step, &line[pos..at]);
