@@ -259,9 +259,7 @@ fn mtls(f: &Fields<'_>) -> (Mtls, Option<MtlsFailureReason>) {
         f.carries(Field::DownstreamTlsVersion) && f.get(Field::DownstreamTlsVersion).is_none();
     let inbound_without_sni = f.carries(Field::RequestedServerName)
         && f.get(Field::RequestedServerName).is_none()
-        && f.upstream_cluster()
-            .and_then(cluster::decode)
-            .is_some_and(|c| c.direction == Direction::Inbound);
+        && f.upstream_cluster().and_then(cluster::direction) == Some(Direction::Inbound);
     if no_tls || inbound_without_sni {
         return (Mtls::Plaintext, None);
     }
@@ -377,7 +375,7 @@ pub fn classify<'a>(f: &'a Fields<'_>, role: Option<Role>) -> Verdict<'a> {
     };
     let direction = match upstream {
         Some(cluster::BLACK_HOLE | cluster::PASSTHROUGH) => Some(Direction::Outbound),
-        Some(name) => cluster::decode(name).map(|c| c.direction),
+        Some(name) => cluster::direction(name),
         None => None,
     };
     Verdict {

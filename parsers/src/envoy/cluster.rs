@@ -69,11 +69,31 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// The direction of an Istio cluster name, without splitting the rest: `classify` needs
+/// only this on every line.
+pub fn direction(name: &str) -> Option<Direction> {
+    let d = if name.starts_with("outbound|") {
+        Direction::Outbound
+    } else if name.starts_with("inbound|") {
+        Direction::Inbound
+    } else {
+        return None;
+    };
+    (name.bytes().filter(|b| *b == b'|').count() == 3).then_some(d)
+}
+
+/// Splits at the first `_.` (Istio's SNI separator).
+fn split_sep(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let i = b.windows(2).position(|w| w == b"_.")?;
+    Some((&s[..i], &s[i + 2..]))
+}
+
 /// Decodes Istio's mTLS SNI `outbound_.PORT_.SUBSET_.HOST` (subset `_` when none).
 pub fn decode_sni(sni: &str) -> Option<IstioCluster<'_>> {
     let rest = sni.strip_prefix("outbound_.")?;
-    let (port, rest) = rest.split_once("_.")?;
-    let (subset, host) = rest.split_once("_.")?;
+    let (port, rest) = split_sep(rest)?;
+    let (subset, host) = split_sep(rest)?;
     Some(IstioCluster {
         direction: Direction::Outbound,
         port: Some(port.parse().ok()?),
@@ -111,6 +131,15 @@ mod tests {
         assert_eq!(decode("outbound|x||h"), None);
         assert_eq!(decode("outbound|1|2|3|4"), None);
         assert_eq!(decode("web_cluster"), None);
+        for name in [
+            "outbound|443||api.example.com",
+            "inbound|8080||",
+            "outbound|1|2|3|4",
+            BLACK_HOLE,
+            "outbound|x",
+        ] {
+            assert_eq!(direction(name), decode(name).map(|c| c.direction), "{name}");
+        }
     }
 
     #[test]
