@@ -25,6 +25,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: tail container logs, parse, classify and ship events, with
+    /// checkpoints that move only when the sink has the events.
+    Run {
+        /// The YAML configuration; without it, node defaults (`/var/log/containers/*.log`,
+        /// checkpoints in `/var/lib/meshtrail`, events on standard output).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and print the effective settings; exit 64 if it is bad.
+    Validate {
+        /// The YAML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run the product on generated ingress, egress and sidecar traffic, with no cluster
     /// and no Elasticsearch, and show what it finds.
     Demo {
@@ -65,6 +79,32 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => {
+            crate::logging::init();
+            // A bad configuration is refused before anything starts.
+            if let Err(e) = crate::app::load(config.as_deref()) {
+                tracing::error!(error = %format!("{e:#}"), "configuration refused");
+                eprintln!("meshtrail: {e:#}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            match crate::app::run(config.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "meshtrail failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate { config } => match crate::app::load(Some(&config)) {
+            Ok(settings) => {
+                println!("{settings:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("meshtrail: {e:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Command::Demo { dir, lines } => match crate::demo::run(&dir, lines) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

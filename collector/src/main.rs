@@ -2,11 +2,20 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod ack;
+mod app;
+mod checkpoint;
 mod cli;
+mod config;
 mod demo;
 mod document;
+mod enrich;
+mod logging;
 mod parse_cmd;
 mod pipeline;
+mod sink;
+mod stats;
+mod tail;
 
 use std::process::ExitCode;
 

@@ -7,7 +7,8 @@ use meshtrail_parsers::classify::{self, Role, Verdict};
 use meshtrail_parsers::envoy::{Fields, Hint, Parsed, Parser};
 use meshtrail_parsers::partial::Joined;
 
-use crate::document::{self, Origin};
+use crate::document::{self, Host, Origin};
+use crate::enrich::PathMeta;
 
 /// How lines become documents.
 #[derive(Clone, Copy, Debug, Default)]
@@ -92,6 +93,25 @@ impl<'p> LineProcessor<'p> {
         observer: &mut impl Observe,
         out: &mut Vec<u8>,
     ) {
+        self.process_with(line, file, None, None, role, hint, observer, out);
+    }
+
+    /// [`LineProcessor::process`] with the file's Kubernetes metadata and the host.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is one fact of the line; a struct would only rename them"
+    )]
+    pub fn process_with(
+        &mut self,
+        line: &Joined<'_>,
+        file: Option<&str>,
+        kube: Option<&PathMeta>,
+        host: Option<&Host>,
+        role: Option<Role>,
+        hint: &mut Hint,
+        observer: &mut impl Observe,
+        out: &mut Vec<u8>,
+    ) {
         let text = line.text();
         let invalid_utf8 = matches!(text, Cow::Owned(_));
         let origin = Origin {
@@ -102,6 +122,8 @@ impl<'p> LineProcessor<'p> {
             truncated_bytes: line.truncated_bytes,
             invalid_utf8,
             joined: line.records > 1,
+            kube,
+            host,
         };
         self.stats.truncated += u64::from(line.truncated_bytes > 0);
         self.stats.invalid_utf8 += u64::from(invalid_utf8);

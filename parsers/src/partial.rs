@@ -119,6 +119,17 @@ impl Joiner {
         }
     }
 
+    /// The offset of the first record of the oldest line still waiting for its last record:
+    /// a checkpoint must not pass it, or a restart would lose that line's head.
+    pub fn pending_since(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .flatten()
+            .filter(|p| p.records > 0)
+            .map(|p| p.offset)
+            .min()
+    }
+
     /// Ends every line still waiting for its last record (the file ended or rotated away),
     /// returning the first one found; call until `None`.
     pub fn flush(&mut self) -> Option<Joined<'_>> {
@@ -174,6 +185,7 @@ mod tests {
         assert!(push(&mut j, b"2021-01-01T00:00:00Z stdout P hel", 0).is_none());
         let e = push(&mut j, b"2021-01-01T00:00:01Z stderr F err", 40).unwrap();
         assert_eq!(&*e.body, b"err");
+        assert_eq!(j.pending_since(), Some(0), "the stdout line is still open");
         assert!(push(&mut j, b"2021-01-01T00:00:02Z stdout P lo ", 70).is_none());
         let l = push(&mut j, b"2021-01-01T00:00:03Z stdout F world", 100).unwrap();
         assert_eq!(&*l.body, b"hello world");

@@ -9,8 +9,19 @@ use meshtrail_parsers::envoy::{Failure, Field, Fields};
 use meshtrail_parsers::frame::Stream;
 use meshtrail_parsers::timestamp::Timestamp;
 
+use crate::enrich::PathMeta;
+
 use writer::Preformatted;
 pub use writer::{ObjectWriter, StrArray};
+
+/// The node and cluster the agent runs in.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// `host.name`, `kubernetes.node.name`.
+    pub node: String,
+    /// `orchestrator.cluster.name`.
+    pub cluster: Option<String>,
+}
 
 /// What is known of a line besides its text: where it came from and how it was framed.
 #[derive(Clone, Copy, Debug, Default)]
@@ -29,6 +40,10 @@ pub struct Origin<'a> {
     pub invalid_utf8: bool,
     /// The line was joined from several partial records (`log.flags: multiline`).
     pub joined: bool,
+    /// What the file's path says of its container.
+    pub kube: Option<&'a PathMeta>,
+    /// The node and cluster.
+    pub host: Option<&'a Host>,
 }
 
 /// Writes `@timestamp` in milliseconds, UTC; `None` when `raw` is not RFC 3339.
@@ -53,6 +68,32 @@ fn write_time<'k>(w: &mut ObjectWriter<'_, 'k>, path: &'k str, raw: &str, nanos:
 }
 
 fn origin_fields<'k>(w: &mut ObjectWriter<'_, 'k>, o: &Origin<'_>) {
+    if let Some(k) = o.kube {
+        let fields = [
+            ("kubernetes.namespace", &k.namespace),
+            ("kubernetes.pod.name", &k.pod),
+            ("kubernetes.pod.uid", &k.pod_uid),
+            ("kubernetes.container.name", &k.container),
+        ];
+        for (path, v) in fields {
+            if let Some(v) = v {
+                w.field(path, v.as_str());
+            }
+        }
+        if let Some(h) = o.host {
+            w.field("kubernetes.node.name", h.node.as_str());
+        }
+        if let Some(id) = &k.container_id {
+            w.field("container.id", id.as_str());
+        }
+    }
+    if let Some(h) = o.host {
+        w.field("orchestrator.type", "kubernetes");
+        if let Some(c) = &h.cluster {
+            w.field("orchestrator.cluster.name", c.as_str());
+        }
+        w.field("host.name", h.node.as_str());
+    }
     if let Some(stream) = o.stream {
         w.field("stream", stream.as_str());
     }

@@ -1,0 +1,244 @@
+//! `meshtrail run`: builds the stages and the bounded channels between them, handles
+//! signals, and drains in order on shutdown.
+//!
+//! ```text
+//! tail ──LineBatch──▶ workers (parse, classify, render) ──DocBatch──▶ sink ──▶ acks ──▶ checkpoint
+//! ```
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use meshtrail_parsers::envoy::{Hint, Parser};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tracing::{error, info, warn};
+
+use crate::ack::{Acks, Budget, FileId};
+use crate::checkpoint::Store;
+use crate::config::{Config, Settings};
+use crate::document::Host;
+use crate::pipeline::{LineProcessor, Options};
+use crate::stats::{self, Counters};
+use crate::tail::{FileMeta, LineBatch, TailOptions, Tailer};
+
+/// Documents of one line batch, ready for the sink.
+struct DocBatch {
+    file: FileId,
+    start: u64,
+    end: u64,
+    docs: Vec<u8>,
+    count: u64,
+    reserved: usize,
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let settings = load(config_path)?;
+    info!(
+        node = %settings.node_name,
+        include = ?settings.include,
+        data_dir = %settings.data_dir.display(),
+        sink = ?settings.sink,
+        workers = settings.workers,
+        "starting meshtrail"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    let stop_on_signal = stop.clone();
+    let reload_path = config_path.map(Path::to_owned);
+    let signal_thread = std::thread::spawn(move || {
+        let mut signals = signals;
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                // Validated now so a bad edit is reported at once; applied at the next start.
+                match load(reload_path.as_deref()) {
+                    Ok(_) => warn!(
+                        "configuration reloaded and valid; restart the pod to apply changes to running stages"
+                    ),
+                    Err(e) => {
+                        error!(error = %format!("{e:#}"), "configuration reload refused; keeping the running one")
+                    }
+                }
+                continue;
+            }
+            info!(
+                signal = sig,
+                "shutting down: reading stops, in-flight lines are flushed and checkpointed"
+            );
+            stop_on_signal.store(true, Ordering::Relaxed);
+            break;
+        }
+    });
+    let result = run_until(&settings, &stop);
+    handle.close();
+    let _ = signal_thread.join();
+    result
+}
+
+/// Reads and validates the configuration.
+pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+    let config = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    Ok(config.validate(&|k| std::env::var(k).ok())?)
+}
+
+/// Runs the pipeline until `stop` is set, then drains.
+pub fn run_until(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<()> {
+    let counters = Arc::new(Counters::default());
+    let acks = Arc::new(Acks::default());
+    let budget = Arc::new(Budget::new(settings.max_in_flight_bytes));
+    let parser = Arc::new(
+        Parser::from_specs(settings.formats.iter().map(String::as_str))
+            .context("pipeline.formats")?,
+    );
+    let sink = crate::sink::build(&settings.sink).context("opening the sink")?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
+    let opts = TailOptions::from_settings(settings).map_err(anyhow::Error::msg)?;
+    let tailer = Tailer::new(
+        opts,
+        Store::new(&settings.data_dir),
+        acks.clone(),
+        budget.clone(),
+        counters.clone(),
+    );
+
+    let (line_tx, line_rx) = sync_channel::<LineBatch>(settings.workers * 4);
+    let (doc_tx, doc_rx) = sync_channel::<DocBatch>(settings.workers * 4);
+    let line_rx = Arc::new(Mutex::new(line_rx));
+    let host = Arc::new(Host {
+        node: settings.node_name.clone(),
+        cluster: settings.cluster_name.clone(),
+    });
+    let options = Options {
+        keep_original: settings.keep_original,
+    };
+
+    let workers: Vec<_> = (0..settings.workers)
+        .map(|n| {
+            let (rx, tx, parser, counters, host) = (
+                line_rx.clone(),
+                doc_tx.clone(),
+                parser.clone(),
+                counters.clone(),
+                host.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("meshtrail-worker-{n}"))
+                .spawn(move || worker(&rx, &tx, &parser, options, &host, &counters))
+        })
+        .collect::<Result<_, _>>()
+        .context("starting workers")?;
+    drop(doc_tx);
+    let sink_thread = {
+        let (acks, budget, counters) = (acks.clone(), budget.clone(), counters.clone());
+        std::thread::Builder::new()
+            .name("meshtrail-sink".into())
+            .spawn(move || sink_loop(sink, &doc_rx, &acks, &budget, &counters))?
+    };
+
+    tailer.run(line_tx, stop, settings.shutdown_timeout);
+    for w in workers {
+        let _ = w.join();
+    }
+    let _ = sink_thread.join();
+    let snapshot = counters.snapshot();
+    info!(counters = ?snapshot, "stopped");
+    Ok(())
+}
+
+fn worker(
+    rx: &Mutex<Receiver<LineBatch>>,
+    tx: &SyncSender<DocBatch>,
+    parser: &Parser,
+    options: Options,
+    host: &Host,
+    counters: &Counters,
+) {
+    let mut processor = LineProcessor::new(parser, options);
+    loop {
+        let batch = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(p) => p.into_inner().recv(),
+        };
+        let Ok(batch) = batch else { return };
+        let before = processor.stats.clone();
+        let docs = render(&batch, &mut processor, host);
+        let after = &processor.stats;
+        let access = |s: &crate::pipeline::Stats| s.access.iter().map(|(_, n)| n).sum::<u64>();
+        stats::add(&counters.events_access, access(after) - access(&before));
+        stats::add(
+            &counters.events_container,
+            after.container - before.container,
+        );
+        stats::add(
+            &counters.parse_failures,
+            after.parse_errors - before.parse_errors,
+        );
+        stats::add(
+            &counters.lines_truncated,
+            after.truncated - before.truncated,
+        );
+        let out = DocBatch {
+            file: batch.file.id,
+            start: batch.start,
+            end: batch.end,
+            count: batch.lines.len() as u64,
+            docs,
+            reserved: batch.reserved,
+        };
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+fn render(batch: &LineBatch, processor: &mut LineProcessor<'_>, host: &Host) -> Vec<u8> {
+    let mut docs = Vec::with_capacity(batch.data.len() * 3);
+    let mut hint = Hint::default();
+    let file: &FileMeta = &batch.file;
+    for line in &batch.lines {
+        let joined = batch.joined(line);
+        processor.process_with(
+            &joined,
+            Some(&file.path),
+            Some(&file.kube),
+            Some(host),
+            None,
+            &mut hint,
+            &mut (),
+            &mut docs,
+        );
+    }
+    docs
+}
+
+fn sink_loop(
+    mut sink: Box<dyn crate::sink::Sink>,
+    rx: &Receiver<DocBatch>,
+    acks: &Acks,
+    budget: &Budget,
+    counters: &Counters,
+) {
+    let mut backoff = Duration::from_millis(100);
+    for batch in rx {
+        // Nothing is dropped: a failing write is retried until it succeeds or the process
+        // stops, and the checkpoint stays before it meanwhile.
+        while let Err(e) = sink.write_batch(&batch.docs) {
+            error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        backoff = Duration::from_millis(100);
+        acks.ack(batch.file, batch.start, batch.end);
+        budget.release(batch.reserved);
+        stats::add(&counters.events_acked, batch.count);
+    }
+}

@@ -1,0 +1,567 @@
+//! The agent's configuration: one YAML file (a ConfigMap in production), every field with
+//! a default, validated once at start into [`Settings`]. A bad value is refused with the
+//! field, the value and why.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meshtrail_parsers::envoy::Parser;
+use meshtrail_parsers::frame::Framing;
+use serde::Deserialize;
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's name (`host.name`, `kubernetes.node.name`). Default: `$MESHTRAIL_NODE_NAME`,
+    /// else `$NODE_NAME` (the downward API), else the host name.
+    pub node_name: Option<String>,
+    /// The cluster's name (`orchestrator.cluster.name`). Default: `$MESHTRAIL_CLUSTER_NAME`.
+    pub cluster_name: Option<String>,
+    /// Where checkpoints live. Default `/var/lib/meshtrail`; `$MESHTRAIL_DATA_DIR` overrides.
+    pub data_dir: Option<PathBuf>,
+    /// Which files to read and how.
+    pub tail: TailConfig,
+    /// Parsing and the in-memory budget.
+    pub pipeline: PipelineConfig,
+    /// Where events go.
+    pub sink: SinkConfig,
+    /// How long a shutdown may take to flush and checkpoint, in seconds. Default 25 (a pod's
+    /// default grace period is 30).
+    pub shutdown_timeout_secs: Option<u64>,
+}
+
+/// `tail:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailConfig {
+    /// Glob patterns of files to read. Default `["/var/log/containers/*.log"]`; symlinks are
+    /// followed to the kubelet's `/var/log/pods` files, whose rotations are then tracked.
+    pub include: Option<Vec<String>>,
+    /// Glob patterns of files never to read, matched against the pattern's path and its
+    /// symlink target. Default: meshtrail's own container logs.
+    pub exclude: Option<Vec<String>>,
+    /// Container-log framing: `auto`, `cri`, `docker`, `kubectl` or `none`. Default `auto`.
+    pub framing: Option<String>,
+    /// Where to start in a file found at first start that has no checkpoint: `beginning`
+    /// (default) or `end`. Files that appear later are always read from the beginning.
+    pub start_at: Option<String>,
+    /// How often to look for new, rotated and grown files, in milliseconds. Default 250.
+    pub poll_interval_ms: Option<u64>,
+    /// How much to read from one file before turning to the next, in bytes. Default 256 KiB.
+    pub read_block_bytes: Option<usize>,
+    /// Longest line after joining partial records, in bytes; the rest is dropped, counted
+    /// and flagged (`log.flags: truncated`). Default 1 MiB.
+    pub max_line_bytes: Option<usize>,
+    /// How long a rotated or deleted file stays open after its last growth, in seconds, so
+    /// that late writes are read. Default 10.
+    pub rotate_wait_secs: Option<u64>,
+}
+
+/// `pipeline:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Access-log formats, tried in order: `auto`, built-in names, or Envoy format strings.
+    /// Default `[auto]`.
+    pub formats: Option<Vec<String>>,
+    /// Parsing threads. Default: one per core.
+    pub workers: Option<usize>,
+    /// Bytes read but not yet acknowledged by the sink; reading pauses at this bound, so the
+    /// files are the buffer. Default 64 MiB.
+    pub max_in_flight_bytes: Option<usize>,
+    /// Copy each access-log line into `event.original`. Default false.
+    pub keep_original: Option<bool>,
+}
+
+/// `sink:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// `stdout` (default), `file` or `blackhole`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// For `file`: the NDJSON file. Default `<data_dir>/events.ndjson`.
+    pub path: Option<PathBuf>,
+    /// For `file`: size at which the file is rotated, in bytes. Default 100 MiB.
+    pub max_file_bytes: Option<u64>,
+    /// For `file`: rotated files kept. Default 5.
+    pub max_files: Option<usize>,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid YAML, or an unknown field, or a value of the wrong type.
+    #[error("config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// serde's message, with the line and column.
+        message: String,
+    },
+    /// A value out of range or otherwise wrong.
+    #[error("config field `{field}`: value {value}: {why}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: &'static str,
+        /// The value, as given.
+        value: String,
+        /// Why it is refused and what is accepted.
+        why: String,
+    },
+}
+
+fn invalid(
+    field: &'static str,
+    value: impl std::fmt::Debug,
+    why: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        value: format!("{value:?}"),
+        why: why.into(),
+    }
+}
+
+/// Where to start in a file without a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// Its first byte.
+    Beginning,
+    /// Its end at the time it is found.
+    End,
+}
+
+/// Where events go, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// NDJSON on standard output.
+    Stdout,
+    /// NDJSON files, size-rotated.
+    File {
+        /// The current file.
+        path: PathBuf,
+        /// Rotation size.
+        max_bytes: u64,
+        /// Rotated files kept.
+        max_files: usize,
+    },
+    /// Discarded (benchmarks).
+    Blackhole,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `host.name`.
+    pub node_name: String,
+    /// `orchestrator.cluster.name`.
+    pub cluster_name: Option<String>,
+    /// Checkpoints directory.
+    pub data_dir: PathBuf,
+    /// Include globs.
+    pub include: Vec<String>,
+    /// Exclude globs.
+    pub exclude: Vec<String>,
+    /// Framing.
+    pub framing: Framing,
+    /// Start position for pre-existing files without a checkpoint.
+    pub start_at: StartAt,
+    /// Discovery interval.
+    pub poll_interval: Duration,
+    /// Fair-share read size.
+    pub read_block_bytes: usize,
+    /// Line cap.
+    pub max_line_bytes: usize,
+    /// Rotated-file linger.
+    pub rotate_wait: Duration,
+    /// Format specs.
+    pub formats: Vec<String>,
+    /// Worker threads.
+    pub workers: usize,
+    /// In-flight byte budget.
+    pub max_in_flight_bytes: usize,
+    /// `event.original`.
+    pub keep_original: bool,
+    /// The sink.
+    pub sink: Sink,
+    /// Shutdown deadline.
+    pub shutdown_timeout: Duration,
+}
+
+/// Environment variables a DaemonSet injects, read through a function so tests can set them.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn default_node_name(env: Env<'_>) -> String {
+    env("MESHTRAIL_NODE_NAME")
+        .or_else(|| env("NODE_NAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+impl Config {
+    /// Reads a YAML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses YAML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies defaults, the environment and checks every value.
+    pub fn validate(self, env: Env<'_>) -> Result<Settings, ConfigError> {
+        let data_dir = env("MESHTRAIL_DATA_DIR")
+            .map(PathBuf::from)
+            .or(self.data_dir)
+            .unwrap_or_else(|| "/var/lib/meshtrail".into());
+        let t = self.tail;
+        let include = t
+            .include
+            .unwrap_or_else(|| vec!["/var/log/containers/*.log".to_owned()]);
+        if include.is_empty() {
+            return Err(invalid(
+                "tail.include",
+                &include,
+                "give at least one glob pattern, e.g. /var/log/containers/*.log",
+            ));
+        }
+        for p in &include {
+            if !p.starts_with('/') {
+                return Err(invalid(
+                    "tail.include",
+                    p,
+                    "patterns must be absolute paths",
+                ));
+            }
+        }
+        let exclude = t.exclude.unwrap_or_else(|| {
+            vec!["/var/log/containers/meshtrail-*_kube-system_*.log".to_owned()]
+        });
+        let framing = match t.framing {
+            Some(f) => f
+                .parse::<Framing>()
+                .map_err(|why| invalid("tail.framing", &f, why))?,
+            None => Framing::Auto,
+        };
+        let start_at = match t.start_at.as_deref() {
+            None | Some("beginning") => StartAt::Beginning,
+            Some("end") => StartAt::End,
+            Some(other) => {
+                return Err(invalid("tail.start_at", other, "expected beginning or end"));
+            }
+        };
+        let poll_ms = t.poll_interval_ms.unwrap_or(250);
+        if !(10..=60_000).contains(&poll_ms) {
+            return Err(invalid(
+                "tail.poll_interval_ms",
+                poll_ms,
+                "expected 10 to 60000 milliseconds",
+            ));
+        }
+        let read_block_bytes = t.read_block_bytes.unwrap_or(256 << 10);
+        if !(4096..=(64 << 20)).contains(&read_block_bytes) {
+            return Err(invalid(
+                "tail.read_block_bytes",
+                read_block_bytes,
+                "expected 4096 to 67108864 bytes",
+            ));
+        }
+        let max_line_bytes = t.max_line_bytes.unwrap_or(1 << 20);
+        if !(1024..=(64 << 20)).contains(&max_line_bytes) {
+            return Err(invalid(
+                "tail.max_line_bytes",
+                max_line_bytes,
+                "expected 1024 to 67108864 bytes",
+            ));
+        }
+        let rotate_wait = t.rotate_wait_secs.unwrap_or(10);
+        if rotate_wait > 3600 {
+            return Err(invalid(
+                "tail.rotate_wait_secs",
+                rotate_wait,
+                "expected at most 3600 seconds",
+            ));
+        }
+
+        let p = self.pipeline;
+        let formats = p.formats.unwrap_or_else(|| vec!["auto".to_owned()]);
+        if let Err(e) = Parser::from_specs(formats.iter().map(String::as_str)) {
+            return Err(invalid("pipeline.formats", &formats, e.to_string()));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = p.workers.unwrap_or(cores);
+        if !(1..=256).contains(&workers) {
+            return Err(invalid(
+                "pipeline.workers",
+                workers,
+                "expected 1 to 256 threads",
+            ));
+        }
+        let max_in_flight_bytes = p.max_in_flight_bytes.unwrap_or(64 << 20);
+        if max_in_flight_bytes < 1 << 20 {
+            return Err(invalid(
+                "pipeline.max_in_flight_bytes",
+                max_in_flight_bytes,
+                "expected at least 1048576 bytes (1 MiB)",
+            ));
+        }
+        if max_in_flight_bytes < 2 * read_block_bytes {
+            return Err(invalid(
+                "pipeline.max_in_flight_bytes",
+                max_in_flight_bytes,
+                format!("must be at least twice tail.read_block_bytes ({read_block_bytes})"),
+            ));
+        }
+
+        let s = self.sink;
+        let sink = match s.kind.as_deref().unwrap_or("stdout") {
+            kind @ ("stdout" | "blackhole") => {
+                if s.path.is_some() || s.max_file_bytes.is_some() || s.max_files.is_some() {
+                    return Err(invalid(
+                        "sink.type",
+                        kind,
+                        "path, max_file_bytes and max_files belong to the file sink",
+                    ));
+                }
+                if kind == "stdout" {
+                    Sink::Stdout
+                } else {
+                    Sink::Blackhole
+                }
+            }
+            "file" => {
+                let max_bytes = s.max_file_bytes.unwrap_or(100 << 20);
+                if max_bytes < 1 << 20 {
+                    return Err(invalid(
+                        "sink.max_file_bytes",
+                        max_bytes,
+                        "expected at least 1048576 bytes (1 MiB)",
+                    ));
+                }
+                let max_files = s.max_files.unwrap_or(5);
+                if max_files > 1000 {
+                    return Err(invalid(
+                        "sink.max_files",
+                        max_files,
+                        "expected at most 1000",
+                    ));
+                }
+                Sink::File {
+                    path: s.path.unwrap_or_else(|| data_dir.join("events.ndjson")),
+                    max_bytes,
+                    max_files,
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "sink.type",
+                    other,
+                    "expected stdout, file or blackhole",
+                ));
+            }
+        };
+        let shutdown = self.shutdown_timeout_secs.unwrap_or(25);
+        if !(1..=3600).contains(&shutdown) {
+            return Err(invalid(
+                "shutdown_timeout_secs",
+                shutdown,
+                "expected 1 to 3600 seconds",
+            ));
+        }
+        Ok(Settings {
+            node_name: self
+                .node_name
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| default_node_name(env)),
+            cluster_name: self.cluster_name.or_else(|| env("MESHTRAIL_CLUSTER_NAME")),
+            data_dir,
+            include,
+            exclude,
+            framing,
+            start_at,
+            poll_interval: Duration::from_millis(poll_ms),
+            read_block_bytes,
+            max_line_bytes,
+            rotate_wait: Duration::from_secs(rotate_wait),
+            formats,
+            workers,
+            max_in_flight_bytes,
+            keep_original: p.keep_original.unwrap_or(false),
+            sink,
+            shutdown_timeout: Duration::from_secs(shutdown),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn settings(yaml: &str) -> Result<Settings, ConfigError> {
+        Config::parse(yaml, "test.yaml")?.validate(&no_env)
+    }
+
+    #[test]
+    fn no_config_is_a_node_default() {
+        let s = settings("").unwrap();
+        assert_eq!(s.include, ["/var/log/containers/*.log"]);
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/meshtrail"));
+        assert_eq!(
+            (s.framing, s.start_at, s.sink.clone()),
+            (Framing::Auto, StartAt::Beginning, Sink::Stdout)
+        );
+        assert_eq!(s.max_in_flight_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let env = |k: &str| match k {
+            "NODE_NAME" => Some("node-7".to_owned()),
+            "MESHTRAIL_CLUSTER_NAME" => Some("prod".to_owned()),
+            "MESHTRAIL_DATA_DIR" => Some("/data".to_owned()),
+            _ => None,
+        };
+        let s = Config::parse("data_dir: /x", "t")
+            .unwrap()
+            .validate(&env)
+            .unwrap();
+        assert_eq!(
+            (s.node_name.as_str(), s.cluster_name.as_deref(), s.data_dir),
+            ("node-7", Some("prod"), PathBuf::from("/data"))
+        );
+    }
+
+    #[test]
+    fn full_file() {
+        let s = settings(
+            "node_name: n1\ntail:\n  include: [/logs/*.log]\n  framing: cri\n  start_at: end\n  poll_interval_ms: 50\n\
+             pipeline:\n  formats: [meshtrail, auto]\n  workers: 3\nsink:\n  type: file\n  path: /tmp/out.ndjson\n  max_files: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.framing, s.start_at, s.workers),
+            (Framing::Cri, StartAt::End, 3)
+        );
+        assert_eq!(
+            s.sink,
+            Sink::File {
+                path: "/tmp/out.ndjson".into(),
+                max_bytes: 100 << 20,
+                max_files: 2
+            }
+        );
+    }
+
+    macro_rules! refused {
+        ($name:ident, $yaml:expr, $($needle:expr),+) => {
+            #[test]
+            fn $name() {
+                let e = settings($yaml).unwrap_err().to_string();
+                $(assert!(e.contains($needle), "{e:?} lacks {:?}", $needle);)+
+            }
+        };
+    }
+
+    refused!(
+        unknown_field,
+        "tail:\n  incude: [/x]\n",
+        "unknown field `incude`",
+        "line 2"
+    );
+    refused!(
+        wrong_type,
+        "pipeline:\n  workers: many\n",
+        "workers",
+        "invalid type"
+    );
+    refused!(
+        relative_glob,
+        "tail:\n  include: [logs/*.log]\n",
+        "`tail.include`",
+        "\"logs/*.log\"",
+        "absolute"
+    );
+    refused!(
+        bad_framing,
+        "tail:\n  framing: json\n",
+        "`tail.framing`",
+        "\"json\"",
+        "cri"
+    );
+    refused!(
+        bad_format,
+        "pipeline:\n  formats: [istio-2]\n",
+        "`pipeline.formats`",
+        "istio-2",
+        "unknown format"
+    );
+    refused!(
+        bad_format_string,
+        "pipeline:\n  formats: ['%A%%B%']\n",
+        "`pipeline.formats`",
+        "separator"
+    );
+    refused!(
+        small_budget,
+        "pipeline:\n  max_in_flight_bytes: 1000\n",
+        "`pipeline.max_in_flight_bytes`",
+        "1000",
+        "at least"
+    );
+    refused!(
+        bad_sink,
+        "sink:\n  type: kafka\n",
+        "`sink.type`",
+        "kafka",
+        "stdout, file or blackhole"
+    );
+    refused!(
+        path_on_stdout,
+        "sink:\n  path: /x\n",
+        "`sink.type`",
+        "file sink"
+    );
+    refused!(
+        zero_workers,
+        "pipeline:\n  workers: 0\n",
+        "`pipeline.workers`",
+        "0"
+    );
+    refused!(
+        bad_start,
+        "tail:\n  start_at: middle\n",
+        "`tail.start_at`",
+        "middle"
+    );
+    refused!(not_yaml, "tail: [", "test.yaml");
+}

@@ -1,0 +1,49 @@
+//! Local sinks: standard output, size-rotated NDJSON files, and a blackhole. Each writes a
+//! batch, flushes it to the operating system, and only then reports it delivered.
+
+mod file;
+
+use std::io::{self, Write};
+
+pub use file::FileSink;
+
+use crate::config::Sink as SinkConfig;
+
+/// A destination for NDJSON documents.
+pub trait Sink: Send {
+    /// Writes and flushes one batch of NDJSON documents.
+    fn write_batch(&mut self, docs: &[u8]) -> io::Result<()>;
+}
+
+/// Standard output.
+pub struct Stdout(io::Stdout);
+
+impl Sink for Stdout {
+    fn write_batch(&mut self, docs: &[u8]) -> io::Result<()> {
+        let mut out = self.0.lock();
+        out.write_all(docs)?;
+        out.flush()
+    }
+}
+
+/// Discards everything (benchmarks).
+pub struct Blackhole;
+
+impl Sink for Blackhole {
+    fn write_batch(&mut self, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds the configured sink.
+pub fn build(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
+    Ok(match config {
+        SinkConfig::Stdout => Box::new(Stdout(io::stdout())),
+        SinkConfig::Blackhole => Box::new(Blackhole),
+        SinkConfig::File {
+            path,
+            max_bytes,
+            max_files,
+        } => Box::new(FileSink::open(path, *max_bytes, *max_files)?),
+    })
+}

@@ -1,0 +1,582 @@
+//! Tailing: finds the files, reads them fairly in large blocks, unwraps and joins container
+//! records into lines, and hands batches of lines to the pipeline, within the in-flight
+//! byte budget. It follows files across rename (kubelet rotation), compression (`.gz`),
+//! truncation (copytruncate) and deletion, and persists the acknowledged position of each.
+//!
+//! Each batch carries the byte range it settles: from the end of the previous batch to the
+//! first byte not yet handed on, which is never past the head of a line still waiting for
+//! its last partial record. The checkpoint is the low-water mark of acknowledged ranges, so
+//! a restart replays at most the unacknowledged lines and never skips one.
+
+pub mod discover;
+pub mod identity;
+pub mod reader;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use meshtrail_parsers::frame::{self, Framing, Stream};
+use meshtrail_parsers::partial::{Joined, Joiner};
+use tracing::{info, warn};
+
+use crate::ack::{Acks, Budget, FileId};
+use crate::checkpoint::{Entry, Store};
+use crate::config::{Settings, StartAt};
+use crate::enrich::PathMeta;
+use crate::stats::{self, Counters};
+use discover::{Found, Patterns};
+use identity::{DevIno, FINGERPRINT_BYTES, fingerprint};
+use reader::FileReader;
+
+/// What every line of a file shares.
+#[derive(Debug)]
+pub struct FileMeta {
+    /// The id acknowledgements name.
+    pub id: FileId,
+    /// `log.file.path`: where the file was found.
+    pub path: String,
+    /// What the path says of the container.
+    pub kube: PathMeta,
+}
+
+/// One line of a batch, as ranges into the batch's data.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// The line's bytes.
+    pub body: Range<usize>,
+    /// The runtime's timestamp.
+    pub time: Range<usize>,
+    /// Its stream.
+    pub stream: Option<Stream>,
+    /// Offset of its first byte in the file.
+    pub offset: u64,
+    /// How many records it was joined from.
+    pub records: u32,
+    /// Bytes cut off it.
+    pub truncated_bytes: u64,
+}
+
+/// Lines of one file, and the byte range their delivery settles.
+#[derive(Debug)]
+pub struct LineBatch {
+    /// The file.
+    pub file: Arc<FileMeta>,
+    /// Settled range start.
+    pub start: u64,
+    /// Settled range end.
+    pub end: u64,
+    /// Line bodies and timestamps.
+    pub data: Vec<u8>,
+    /// The lines.
+    pub lines: Vec<Line>,
+    /// Bytes taken from the in-flight budget, returned on acknowledgement.
+    pub reserved: usize,
+}
+
+impl LineBatch {
+    /// A line as the pipeline takes it.
+    pub fn joined(&self, line: &Line) -> Joined<'_> {
+        Joined {
+            body: std::borrow::Cow::Borrowed(&self.data[line.body.clone()]),
+            time: (!line.time.is_empty())
+                .then(|| std::str::from_utf8(&self.data[line.time.clone()]).ok())
+                .flatten()
+                .map(std::borrow::Cow::Borrowed),
+            stream: line.stream,
+            offset: line.offset,
+            records: line.records,
+            truncated_bytes: line.truncated_bytes,
+        }
+    }
+}
+
+struct Tracked {
+    meta: Arc<FileMeta>,
+    target: PathBuf,
+    reader: FileReader,
+    fingerprint: Option<u64>,
+    /// Bytes after the last newline, starting at file offset `carry_start`.
+    carry: Vec<u8>,
+    carry_start: u64,
+    /// Bytes of an over-long record dropped while waiting for its newline.
+    skipping: u64,
+    joiner: Joiner,
+    /// End of the range the last batch settled.
+    sent_to: u64,
+    /// Not found by the last scan (renamed away or deleted).
+    gone: bool,
+    last_growth: Instant,
+    at_eof: bool,
+}
+
+/// The tail stage's settings.
+pub struct TailOptions {
+    /// Include and exclude patterns.
+    pub patterns: Patterns,
+    /// Framing.
+    pub framing: Framing,
+    /// Start position for pre-existing files without a checkpoint.
+    pub start_at: StartAt,
+    /// Scan interval.
+    pub poll_interval: Duration,
+    /// Read size.
+    pub read_block_bytes: usize,
+    /// Line cap.
+    pub max_line_bytes: usize,
+    /// Linger of rotated files.
+    pub rotate_wait: Duration,
+    /// How often to write checkpoints.
+    pub checkpoint_interval: Duration,
+}
+
+impl TailOptions {
+    /// From validated settings.
+    pub fn from_settings(s: &Settings) -> Result<TailOptions, String> {
+        Ok(TailOptions {
+            patterns: Patterns::new(&s.include, &s.exclude)?,
+            framing: s.framing,
+            start_at: s.start_at,
+            poll_interval: s.poll_interval,
+            read_block_bytes: s.read_block_bytes,
+            max_line_bytes: s.max_line_bytes,
+            rotate_wait: s.rotate_wait,
+            checkpoint_interval: Duration::from_secs(1),
+        })
+    }
+}
+
+/// The tail stage.
+pub struct Tailer {
+    opts: TailOptions,
+    files: Vec<Tracked>,
+    next_id: FileId,
+    acks: Arc<Acks>,
+    budget: Arc<Budget>,
+    counters: Arc<Counters>,
+    store: Store,
+    /// Checkpoint entries not matched to a file yet.
+    unmatched: Vec<Entry>,
+    block: Vec<u8>,
+}
+
+fn hex(fp: u64) -> String {
+    format!("{fp:016x}")
+}
+
+impl Tailer {
+    /// A tailer that checkpoints into `store`.
+    pub fn new(
+        opts: TailOptions,
+        store: Store,
+        acks: Arc<Acks>,
+        budget: Arc<Budget>,
+        counters: Arc<Counters>,
+    ) -> Tailer {
+        let unmatched = match store.load() {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint unusable");
+                Vec::new()
+            }
+        };
+        if !unmatched.is_empty() {
+            info!(files = unmatched.len(), path = %store.path().display(), "checkpoints loaded");
+        }
+        Tailer {
+            opts,
+            files: Vec::new(),
+            next_id: 1,
+            acks,
+            budget,
+            counters,
+            store,
+            unmatched,
+            block: Vec::new(),
+        }
+    }
+
+    /// Runs until `stop`, then waits (up to `drain`) for every batch it sent to be
+    /// acknowledged and writes the final checkpoint. Dropping `out` ends the pipeline.
+    pub fn run(mut self, out: SyncSender<LineBatch>, stop: &AtomicBool, drain: Duration) {
+        let mut next_scan = Instant::now();
+        let mut next_checkpoint = Instant::now() + self.opts.checkpoint_interval;
+        let mut first = true;
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= next_scan {
+                self.scan(first);
+                first = false;
+                next_scan = now + self.opts.poll_interval;
+            }
+            let mut progressed = false;
+            for i in 0..self.files.len() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                progressed |= self.read_some(i, &out, stop);
+            }
+            self.retire(&out, stop);
+            if now >= next_checkpoint {
+                self.checkpoint();
+                next_checkpoint = now + self.opts.checkpoint_interval;
+            }
+            if !progressed {
+                let idle = next_scan
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50));
+                std::thread::sleep(idle);
+            }
+        }
+        drop(out);
+        let deadline = Instant::now() + drain;
+        while self.budget.used() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.budget.used() > 0 {
+            warn!(
+                bytes = self.budget.used(),
+                "shutdown deadline reached with unacknowledged lines; they are read again at the next start"
+            );
+        }
+        self.checkpoint();
+    }
+
+    fn new_id(&mut self) -> FileId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Finds new files and notices tracked ones that are gone.
+    fn scan(&mut self, first: bool) {
+        let found = self.opts.patterns.scan();
+        let mut present: HashMap<DevIno, ()> = HashMap::new();
+        for f in &found {
+            let Ok(meta) = std::fs::metadata(&f.target) else {
+                continue;
+            };
+            let di = DevIno::of(&meta);
+            present.insert(di, ());
+            if self.files.iter().any(|t| t.reader.dev_ino == di && !t.gone) {
+                continue;
+            }
+            if let Some(t) = self.files.iter_mut().find(|t| t.reader.dev_ino == di) {
+                t.gone = false;
+                continue;
+            }
+            self.open(f, first, meta.len());
+        }
+        for t in &mut self.files {
+            if !t.gone && !present.contains_key(&t.reader.dev_ino) {
+                t.gone = true;
+                stats::add(&self.counters.rotations, 1);
+                info!(path = %t.target.display(), "file rotated or deleted; reading it to its end");
+            }
+        }
+        if first {
+            self.resume_rotated();
+        }
+        stats::set(&self.counters.files_tracked, self.files.len() as u64);
+    }
+
+    fn open(&mut self, f: &Found, first: bool, size: u64) {
+        let head = FileReader::head(&f.target, FINGERPRINT_BYTES).unwrap_or_default();
+        let fp = fingerprint(&head);
+        let entry = fp.and_then(|fp| {
+            let i = self
+                .unmatched
+                .iter()
+                .position(|e| e.fingerprint == hex(fp))?;
+            Some(self.unmatched.swap_remove(i))
+        });
+        let offset = match (&entry, first, self.opts.start_at) {
+            (Some(e), _, _) => e.offset,
+            (None, true, StartAt::End) => size,
+            (None, _, _) => 0,
+        };
+        self.track(f.link.as_deref(), &f.target, fp, offset, false);
+    }
+
+    fn track(
+        &mut self,
+        link: Option<&Path>,
+        target: &Path,
+        fp: Option<u64>,
+        offset: u64,
+        gone: bool,
+    ) {
+        let reader = match FileReader::open(target, offset) {
+            Ok(r) => r,
+            Err(e) => {
+                stats::add(&self.counters.read_errors, 1);
+                warn!(path = %target.display(), error = %e, "cannot open file");
+                return;
+            }
+        };
+        let id = self.new_id();
+        self.acks.register(id, offset);
+        let path = link.unwrap_or(target).display().to_string();
+        let meta = Arc::new(FileMeta {
+            id,
+            path,
+            kube: PathMeta::from_paths(link, target),
+        });
+        info!(path = %target.display(), offset, "tailing file");
+        self.files.push(Tracked {
+            meta,
+            target: target.to_owned(),
+            reader,
+            fingerprint: fp,
+            carry: Vec::new(),
+            carry_start: offset,
+            skipping: 0,
+            joiner: Joiner::new(self.opts.max_line_bytes),
+            sent_to: offset,
+            gone,
+            last_growth: Instant::now(),
+            at_eof: false,
+        });
+    }
+
+    /// After a restart, a checkpointed file that is no longer where it was may have been
+    /// rotated (and compressed) meanwhile: find it among its siblings by fingerprint and
+    /// read on from the checkpoint.
+    fn resume_rotated(&mut self) {
+        for entry in std::mem::take(&mut self.unmatched) {
+            let sibling = discover::rotated_siblings(&entry.path)
+                .into_iter()
+                .find(|p| {
+                    FileReader::head(p, FINGERPRINT_BYTES)
+                        .ok()
+                        .and_then(|h| fingerprint(&h))
+                        .map(hex)
+                        .as_deref()
+                        == Some(entry.fingerprint.as_str())
+                });
+            match sibling {
+                Some(path) => {
+                    info!(path = %path.display(), offset = entry.offset, "resuming a file rotated while stopped");
+                    let fp = u64::from_str_radix(&entry.fingerprint, 16).ok();
+                    self.track(None, &path, fp, entry.offset, true);
+                }
+                None => {
+                    warn!(path = %entry.path.display(), offset = entry.offset, "checkpointed file is gone; its unread tail, if any, is lost");
+                }
+            }
+        }
+    }
+
+    /// Reads one block of file `i` and sends its lines. True when bytes were read.
+    fn read_some(&mut self, i: usize, out: &SyncSender<LineBatch>, stop: &AtomicBool) -> bool {
+        let max_line = self.opts.max_line_bytes;
+        let framing = self.opts.framing;
+        let t = &mut self.files[i];
+        let mut block = std::mem::take(&mut self.block);
+        block.clear();
+        block.extend_from_slice(&t.carry);
+        let n = match t.reader.read_block(&mut block, self.opts.read_block_bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                stats::add(&self.counters.read_errors, 1);
+                warn!(path = %t.target.display(), error = %e, "read failed; will retry");
+                self.block = block;
+                return false;
+            }
+        };
+        if n == 0 {
+            t.at_eof = true;
+            let truncated = t.reader.size().is_some_and(|size| size < t.reader.offset);
+            self.block = block;
+            if truncated {
+                self.restart_truncated(i);
+            }
+            return false;
+        }
+        t.at_eof = false;
+        t.last_growth = Instant::now();
+        stats::add(&self.counters.bytes_read, n as u64);
+        if t.fingerprint.is_none() && t.carry_start == 0 {
+            t.fingerprint = fingerprint(&block);
+        }
+
+        let mut batch = LineBatch {
+            file: t.meta.clone(),
+            start: t.sent_to,
+            end: t.sent_to,
+            data: Vec::new(),
+            lines: Vec::new(),
+            reserved: 0,
+        };
+        let mut pos = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &block[pos..]) {
+            let line_start = t.carry_start + pos as u64;
+            let mut line = &block[pos..pos + nl];
+            let mut cut = std::mem::take(&mut t.skipping);
+            if line.len() > max_line + 64 {
+                cut += (line.len() - max_line - 64) as u64;
+                line = &line[..max_line + 64];
+            }
+            if let Some(mut joined) = t.joiner.push(frame::frame(line, framing), line_start) {
+                joined.truncated_bytes += cut;
+                push_line(&mut batch, &joined);
+            }
+            pos += nl + 1;
+        }
+        t.carry_start += pos as u64;
+        t.carry.clear();
+        let rest = &block[pos..];
+        if rest.len() > max_line + 64 {
+            // A record with no newline yet, longer than any line kept: keep its head only.
+            t.carry.extend_from_slice(&rest[..max_line + 64]);
+            t.skipping += (rest.len() - max_line - 64) as u64;
+            t.carry_start += t.skipping;
+        } else {
+            t.carry.extend_from_slice(rest);
+        }
+        let safe = t
+            .joiner
+            .pending_since()
+            .unwrap_or(t.carry_start)
+            .min(t.carry_start);
+        batch.end = safe.max(t.sent_to);
+        t.sent_to = batch.end;
+        self.block = block;
+        self.send(batch, out, stop);
+        true
+    }
+
+    fn send(&self, mut batch: LineBatch, out: &SyncSender<LineBatch>, stop: &AtomicBool) {
+        if batch.lines.is_empty() && batch.start == batch.end {
+            return;
+        }
+        stats::add(&self.counters.lines_read, batch.lines.len() as u64);
+        let reserved = batch.data.len() + batch.lines.len() * std::mem::size_of::<Line>();
+        // Backpressure: wait for room, so the files are the buffer.
+        while !self.budget.acquire(reserved, Duration::from_millis(100)) {
+            if stop.load(Ordering::Relaxed) {
+                // Not sent: the checkpoint stays before these lines.
+                return;
+            }
+        }
+        batch.reserved = reserved;
+        if let Err(e) = out.send(batch) {
+            self.budget.release(e.0.reserved);
+        }
+    }
+
+    /// The file shrank under us (copytruncate): what was read is settled; start again at 0
+    /// as a new file.
+    fn restart_truncated(&mut self, i: usize) {
+        let t = self.files.remove(i);
+        stats::add(&self.counters.truncations, 1);
+        warn!(path = %t.target.display(), read = t.reader.offset, "file truncated; reading it again from its start");
+        self.acks.forget(t.meta.id);
+        let link = PathBuf::from(&t.meta.path);
+        let link = (link != t.target).then_some(link);
+        self.track(link.as_deref(), &t.target, None, 0, t.gone);
+    }
+
+    /// Closes files that are gone, read to their end, idle for `rotate_wait` and
+    /// acknowledged; an unfinished last line is handed on first.
+    fn retire(&mut self, out: &SyncSender<LineBatch>, stop: &AtomicBool) {
+        let wait = self.opts.rotate_wait;
+        let framing = self.opts.framing;
+        let mut i = 0;
+        while i < self.files.len() {
+            let t = &mut self.files[i];
+            let finished =
+                (t.gone || t.reader.unlinked()) && t.at_eof && t.last_growth.elapsed() >= wait;
+            if !finished {
+                i += 1;
+                continue;
+            }
+            if t.joiner.pending_since().is_some() || !t.carry.is_empty() {
+                let mut batch = LineBatch {
+                    file: t.meta.clone(),
+                    start: t.sent_to,
+                    end: t.sent_to,
+                    data: Vec::new(),
+                    lines: Vec::new(),
+                    reserved: 0,
+                };
+                if !t.carry.is_empty() {
+                    let carry = std::mem::take(&mut t.carry);
+                    if let Some(j) = t.joiner.push(frame::frame(&carry, framing), t.carry_start) {
+                        push_line(&mut batch, &j);
+                    }
+                    t.carry_start += carry.len() as u64;
+                }
+                while let Some(j) = t.joiner.flush() {
+                    push_line(&mut batch, &j);
+                }
+                batch.end = t.carry_start;
+                t.sent_to = batch.end;
+                self.send(batch, out, stop);
+                i += 1;
+                continue;
+            }
+            if self.acks.watermark(t.meta.id) != Some(t.sent_to) {
+                i += 1;
+                continue;
+            }
+            info!(path = %t.target.display(), "finished rotated file");
+            self.acks.forget(t.meta.id);
+            self.files.remove(i);
+        }
+        stats::set(&self.counters.files_tracked, self.files.len() as u64);
+    }
+
+    /// Writes every file's acknowledged position.
+    fn checkpoint(&mut self) {
+        let mut lag = 0u64;
+        let mut worst = 0u64;
+        let mut entries = Vec::new();
+        for t in &self.files {
+            if let Some(size) = t.reader.size() {
+                let l = size.saturating_sub(t.reader.offset);
+                lag += l;
+                worst = worst.max(l);
+            }
+            let (Some(fp), Some(offset)) = (t.fingerprint, self.acks.watermark(t.meta.id)) else {
+                continue;
+            };
+            entries.push(Entry {
+                fingerprint: hex(fp),
+                path: t.target.clone(),
+                dev: t.reader.dev_ino.dev,
+                ino: t.reader.dev_ino.ino,
+                offset,
+            });
+        }
+        // Entries of files not found yet stay until they are (a restart before the first scan).
+        entries.extend(self.unmatched.iter().cloned());
+        stats::set(&self.counters.lag_bytes, lag);
+        stats::set(&self.counters.lag_bytes_max_file, worst);
+        if let Err(e) = self.store.save(entries) {
+            stats::add(&self.counters.checkpoint_errors, 1);
+            tracing::error!(path = %self.store.path().display(), error = %e, "cannot write checkpoint; will retry");
+        }
+    }
+}
+
+fn push_line(batch: &mut LineBatch, j: &Joined<'_>) {
+    let body_start = batch.data.len();
+    batch.data.extend_from_slice(&j.body);
+    let time_start = batch.data.len();
+    if let Some(t) = &j.time {
+        batch.data.extend_from_slice(t.as_bytes());
+    }
+    batch.lines.push(Line {
+        body: body_start..time_start,
+        time: time_start..batch.data.len(),
+        stream: j.stream,
+        offset: j.offset,
+        records: j.records,
+        truncated_bytes: j.truncated_bytes,
+    });
+}
