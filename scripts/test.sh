@@ -18,5 +18,10 @@ else
   echo "== public corpus: ../shared/corpus is not beside this checkout; parsers/tests/corpus.rs still runs its copy"
 fi
 echo "== cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
 echo "== all checks passed in $(( $(date +%s) - start )) s"
+echo "total: $passed passed, $failed failed"

@@ -5,6 +5,7 @@
 //! tail ──LineBatch──▶ workers (parse, classify, render) ──DocBatch──▶ sink ──▶ acks ──▶ checkpoint
 //! ```
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -19,7 +20,7 @@ use tracing::{error, info, warn};
 use crate::ack::{Acks, Budget, FileId};
 use crate::checkpoint::Store;
 use crate::config::{Config, Settings};
-use crate::document::Host;
+use crate::document::{Host, parse_event_id};
 use crate::pipeline::{LineProcessor, Options};
 use crate::stats::{self, Counters};
 use crate::tail::{FileMeta, LineBatch, TailOptions, Tailer};
@@ -91,6 +92,12 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
 
 /// Runs the pipeline until `stop` is set, then drains.
 pub fn run_until(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<()> {
+    // One descriptor per tracked file: a node with a thousand containers needs more than the
+    // usual soft limit of 1024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => info!(limit = n, "open file limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open file limit"),
+    }
     let counters = Arc::new(Counters::default());
     let acks = Arc::new(Acks::default());
     let budget = Arc::new(Budget::new(settings.max_in_flight_bytes));
@@ -98,13 +105,58 @@ pub fn run_until(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<()> {
         Parser::from_specs(settings.formats.iter().map(String::as_str))
             .context("pipeline.formats")?,
     );
-    let sink = crate::sink::build(&settings.sink).context("opening the sink")?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let opts = TailOptions::from_settings(settings).map_err(anyhow::Error::msg)?;
+    let host = Arc::new(Host {
+        node: settings.node_name.clone(),
+        cluster: settings.cluster_name.clone(),
+    });
+    // Only ids written from this node and cluster say anything about our files.
+    let prefix = format!("{:08x}", host.id_prefix());
+    let store = Store::new(&settings.data_dir);
+    let entries = store.load().unwrap_or_else(|e| {
+        error!(error = %e, "checkpoint unusable");
+        Vec::new()
+    });
+    let checkpointed: HashMap<u64, u64> = entries
+        .iter()
+        .filter_map(|e| Some((u64::from_str_radix(&e.fingerprint, 16).ok()?, e.offset)))
+        .collect();
+    let covered = |id: &str| {
+        id.starts_with(&prefix)
+            && parse_event_id(id)
+                .is_some_and(|(fp, off)| checkpointed.get(&fp).is_some_and(|c| off < *c))
+    };
+    let (sink, delivered) =
+        crate::sink::build(&settings.sink, &covered).context("opening the sink")?;
+    let mut already: HashMap<u64, Vec<u64>> = HashMap::new();
+    for (fp, offset) in delivered
+        .iter()
+        .filter(|id| id.starts_with(&prefix))
+        .filter_map(|id| parse_event_id(id))
+    {
+        already.entry(fp).or_default().push(offset);
+    }
+    let already: HashMap<u64, Arc<Vec<u64>>> = already
+        .into_iter()
+        .map(|(fp, mut offsets)| {
+            offsets.sort_unstable();
+            offsets.dedup();
+            (fp, Arc::new(offsets))
+        })
+        .collect();
+    if !already.is_empty() {
+        info!(
+            files = already.len(),
+            "the sink already holds lines of these files; they are not written again"
+        );
+    }
     let tailer = Tailer::new(
         opts,
-        Store::new(&settings.data_dir),
+        store,
+        entries,
+        already,
         acks.clone(),
         budget.clone(),
         counters.clone(),
@@ -113,10 +165,6 @@ pub fn run_until(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<()> {
     let (line_tx, line_rx) = sync_channel::<LineBatch>(settings.workers * 4);
     let (doc_tx, doc_rx) = sync_channel::<DocBatch>(settings.workers * 4);
     let line_rx = Arc::new(Mutex::new(line_rx));
-    let host = Arc::new(Host {
-        node: settings.node_name.clone(),
-        cluster: settings.cluster_name.clone(),
-    });
     let options = Options {
         keep_original: settings.keep_original,
     };
@@ -210,6 +258,7 @@ fn render(batch: &LineBatch, processor: &mut LineProcessor<'_>, host: &Host) -> 
             &joined,
             Some(&file.path),
             Some(&file.kube),
+            file.fingerprint.get().copied(),
             Some(host),
             None,
             &mut hint,

@@ -93,7 +93,7 @@ impl<'p> LineProcessor<'p> {
         observer: &mut impl Observe,
         out: &mut Vec<u8>,
     ) {
-        self.process_with(line, file, None, None, role, hint, observer, out);
+        self.process_with(line, file, None, None, None, role, hint, observer, out);
     }
 
     /// [`LineProcessor::process`] with the file's Kubernetes metadata and the host.
@@ -106,6 +106,7 @@ impl<'p> LineProcessor<'p> {
         line: &Joined<'_>,
         file: Option<&str>,
         kube: Option<&PathMeta>,
+        fingerprint: Option<u64>,
         host: Option<&Host>,
         role: Option<Role>,
         hint: &mut Hint,
@@ -124,6 +125,10 @@ impl<'p> LineProcessor<'p> {
             joined: line.records > 1,
             kube,
             host,
+            id: match (host, fingerprint) {
+                (Some(h), Some(fp)) => Some(document::event_id(h.id_prefix(), fp, line.offset)),
+                _ => None,
+            },
         };
         self.stats.truncated += u64::from(line.truncated_bytes > 0);
         self.stats.invalid_utf8 += u64::from(invalid_utf8);

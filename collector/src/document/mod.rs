@@ -23,6 +23,51 @@ pub struct Host {
     pub cluster: Option<String>,
 }
 
+impl Host {
+    /// FNV-1a 32 of `cluster/node`: the part of every event id that names where it was read.
+    pub fn id_prefix(&self) -> u32 {
+        let mut h: u32 = 0x811c_9dc5;
+        let cluster = self.cluster.as_deref().unwrap_or("");
+        for b in cluster.bytes().chain([b'/']).chain(self.node.bytes()) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        h
+    }
+}
+
+/// Length of an [`event_id`].
+pub const EVENT_ID_LEN: usize = 36;
+
+/// The deterministic id of the line at `offset` of the file with `fingerprint`, read on
+/// `host`: 8 hex digits of the host, 16 of the file, 12 of the offset. The same line read
+/// again after a restart gets the same id, two identical lines at different offsets never
+/// do; the Elasticsearch sink writes it as `_id` with `create`.
+pub fn event_id(prefix: u32, fingerprint: u64, offset: u64) -> [u8; EVENT_ID_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; EVENT_ID_LEN];
+    let mut put = |at: usize, digits: usize, v: u64| {
+        for i in 0..digits {
+            out[at + i] = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+    };
+    put(0, 8, u64::from(prefix));
+    put(8, 16, fingerprint);
+    put(24, 12, offset);
+    out
+}
+
+/// Reads the fingerprint and offset back out of an [`event_id`].
+pub fn parse_event_id(id: &str) -> Option<(u64, u64)> {
+    if id.len() != EVENT_ID_LEN || !id.is_ascii() {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(&id[8..24], 16).ok()?,
+        u64::from_str_radix(&id[24..], 16).ok()?,
+    ))
+}
+
 /// What is known of a line besides its text: where it came from and how it was framed.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Origin<'a> {
@@ -44,6 +89,8 @@ pub struct Origin<'a> {
     pub kube: Option<&'a PathMeta>,
     /// The node and cluster.
     pub host: Option<&'a Host>,
+    /// `event.id`, when the file's fingerprint is known.
+    pub id: Option<[u8; EVENT_ID_LEN]>,
 }
 
 /// Writes `@timestamp` in milliseconds, UTC; `None` when `raw` is not RFC 3339.
@@ -116,8 +163,11 @@ fn origin_fields<'k>(w: &mut ObjectWriter<'_, 'k>, o: &Origin<'_>) {
     }
 }
 
-/// Writes an `event.*` group's common head.
-fn event_head<'k>(w: &mut ObjectWriter<'_, 'k>, dataset: &'k str) {
+/// Writes an `event.*` group's common head: `event.id` first, where the file sink finds it.
+fn event_head<'k>(w: &mut ObjectWriter<'_, 'k>, dataset: &'k str, id: Option<&[u8]>) {
+    if let Some(id) = id {
+        w.field("event.id", Preformatted(id));
+    }
     w.field("event.kind", "event");
     w.field("event.dataset", dataset);
 }
@@ -139,7 +189,11 @@ pub fn container(
     if let Some(t) = origin.created {
         write_time(&mut w, "@timestamp", t, false);
     }
-    event_head(&mut w, "meshtrail.container");
+    event_head(
+        &mut w,
+        "meshtrail.container",
+        origin.id.as_ref().map(|i| &i[..]),
+    );
     created(&mut w, origin);
     w.field("message", message);
     origin_fields(&mut w, origin);
@@ -187,7 +241,11 @@ pub fn access(
         }
     }
 
-    event_head(&mut w, "meshtrail.access");
+    event_head(
+        &mut w,
+        "meshtrail.access",
+        origin.id.as_ref().map(|i| &i[..]),
+    );
     let category: &[&str] = if v.http {
         &["network", "web"]
     } else {

@@ -35,15 +35,24 @@ impl Sink for Blackhole {
     }
 }
 
-/// Builds the configured sink.
-pub fn build(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
+/// Builds the configured sink, with the `event.id`s it already holds that `covered` (the
+/// checkpoint) does not account for, when it can read back what it wrote; a restart does
+/// not write those again.
+pub fn build(
+    config: &SinkConfig,
+    covered: &dyn Fn(&str) -> bool,
+) -> io::Result<(Box<dyn Sink>, Vec<String>)> {
     Ok(match config {
-        SinkConfig::Stdout => Box::new(Stdout(io::stdout())),
-        SinkConfig::Blackhole => Box::new(Blackhole),
+        SinkConfig::Stdout => (Box::new(Stdout(io::stdout())), Vec::new()),
+        SinkConfig::Blackhole => (Box::new(Blackhole), Vec::new()),
         SinkConfig::File {
             path,
             max_bytes,
             max_files,
-        } => Box::new(FileSink::open(path, *max_bytes, *max_files)?),
+        } => {
+            let sink = FileSink::open(path, *max_bytes, *max_files)?;
+            let ids = sink.ids_since(covered)?;
+            (Box::new(sink), ids)
+        }
     })
 }

@@ -15,9 +15,9 @@ pub mod reader;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use meshtrail_parsers::frame::{self, Framing, Stream};
@@ -42,6 +42,8 @@ pub struct FileMeta {
     pub path: String,
     /// What the path says of the container.
     pub kube: PathMeta,
+    /// The file's fingerprint, once its first line has been read.
+    pub fingerprint: OnceLock<u64>,
 }
 
 /// One line of a batch, as ranges into the batch's data.
@@ -105,12 +107,16 @@ struct Tracked {
     carry_start: u64,
     /// Bytes of an over-long record dropped while waiting for its newline.
     skipping: u64,
+    /// Offsets of lines the sink already holds (it said so at start), ascending.
+    delivered: Arc<Vec<u64>>,
     joiner: Joiner,
     /// End of the range the last batch settled.
     sent_to: u64,
     /// Not found by the last scan (renamed away or deleted).
     gone: bool,
     last_growth: Instant,
+    /// The file's mtime after the last read that returned data.
+    read_mtime: Option<std::time::SystemTime>,
     at_eof: bool,
 }
 
@@ -161,6 +167,13 @@ pub struct Tailer {
     store: Store,
     /// Checkpoint entries not matched to a file yet.
     unmatched: Vec<Entry>,
+    /// Per fingerprint, the offset of the last line the sink already holds.
+    delivered: HashMap<u64, Arc<Vec<u64>>>,
+    /// Fingerprints of files read to their end and closed (bounded): their copies and
+    /// compressed rotations are not read again.
+    finished: Finished,
+    /// When each path began to be watched: siblings rotated later are the agent's to read.
+    watch_start: HashMap<PathBuf, std::time::SystemTime>,
     block: Vec<u8>,
 }
 
@@ -169,21 +182,19 @@ fn hex(fp: u64) -> String {
 }
 
 impl Tailer {
-    /// A tailer that checkpoints into `store`.
+    /// A tailer that resumes from the checkpoint `unmatched` (loaded from `store`) and writes
+    /// it back there. `delivered` is what the sink already holds that the checkpoint does not
+    /// account for (per file fingerprint, the offsets of those lines, ascending): they are
+    /// not sent again.
     pub fn new(
         opts: TailOptions,
         store: Store,
+        unmatched: Vec<Entry>,
+        delivered: HashMap<u64, Arc<Vec<u64>>>,
         acks: Arc<Acks>,
         budget: Arc<Budget>,
         counters: Arc<Counters>,
     ) -> Tailer {
-        let unmatched = match store.load() {
-            Ok(entries) => entries,
-            Err(e) => {
-                tracing::error!(error = %e, "checkpoint unusable");
-                Vec::new()
-            }
-        };
         if !unmatched.is_empty() {
             info!(files = unmatched.len(), path = %store.path().display(), "checkpoints loaded");
         }
@@ -196,6 +207,9 @@ impl Tailer {
             counters,
             store,
             unmatched,
+            delivered,
+            finished: Finished::default(),
+            watch_start: HashMap::new(),
             block: Vec::new(),
         }
     }
@@ -269,6 +283,10 @@ impl Tailer {
                 t.gone = false;
                 continue;
             }
+            // A new file at this path: a new container, the first scan, or a rotation.
+            // Rotations the agent did not see (it was down, or two came between scans)
+            // are among the siblings.
+            self.catch_up_siblings(f);
             self.open(f, first, meta.len());
         }
         for t in &mut self.files {
@@ -287,6 +305,10 @@ impl Tailer {
     fn open(&mut self, f: &Found, first: bool, size: u64) {
         let head = FileReader::head(&f.target, FINGERPRINT_BYTES).unwrap_or_default();
         let fp = fingerprint(&head);
+        // A copy or rotation of a file already tracked (same first line): read once only.
+        if fp.is_some() && self.files.iter().any(|t| t.fingerprint == fp) {
+            return;
+        }
         let entry = fp.and_then(|fp| {
             let i = self
                 .unmatched
@@ -318,14 +340,27 @@ impl Tailer {
                 return;
             }
         };
+        let reader_mtime = reader.size_and_mtime().and_then(|(_, m)| m);
         let id = self.new_id();
         self.acks.register(id, offset);
+        if !gone {
+            self.watch_start
+                .entry(target.to_owned())
+                .or_insert_with(std::time::SystemTime::now);
+        }
         let path = link.unwrap_or(target).display().to_string();
         let meta = Arc::new(FileMeta {
             id,
             path,
             kube: PathMeta::from_paths(link, target),
+            fingerprint: OnceLock::new(),
         });
+        if let Some(fp) = fp {
+            let _ = meta.fingerprint.set(fp);
+        }
+        let delivered = fp
+            .and_then(|fp| self.delivered.get(&fp).cloned())
+            .unwrap_or_default();
         info!(path = %target.display(), offset, "tailing file");
         self.files.push(Tracked {
             meta,
@@ -335,12 +370,83 @@ impl Tailer {
             carry: Vec::new(),
             carry_start: offset,
             skipping: 0,
+            delivered,
             joiner: Joiner::new(self.opts.max_line_bytes),
             sent_to: offset,
             gone,
             last_growth: Instant::now(),
+            read_mtime: reader_mtime,
             at_eof: false,
         });
+    }
+
+    /// True when lines of the file with this fingerprint were read before: it is tracked,
+    /// checkpointed, or the sink holds some of it.
+    fn known(&self, fp: u64) -> bool {
+        self.files.iter().any(|t| t.fingerprint == Some(fp))
+            || self.finished.contains(&fp)
+            || self.unmatched.iter().any(|e| e.fingerprint == hex(fp))
+            || self.delivered.contains_key(&fp)
+    }
+
+    /// Reads the rotated siblings of `f` the agent has not read: those after the newest
+    /// one it knows (tracked, finished, checkpointed, or in the sink), and those rotated
+    /// since it began watching this path. Other siblings predate the agent (history) and
+    /// are left alone, as `start_at` says.
+    fn catch_up_siblings(&mut self, f: &Found) {
+        let mut siblings = discover::rotated_siblings(&f.target);
+        siblings.sort_by_key(|p| rotation_key(p));
+        let since = self.watch_start.get(&f.target).copied();
+        let heads: Vec<(PathBuf, Option<u64>, Option<DevIno>, bool)> = siblings
+            .into_iter()
+            .map(|p| {
+                let fp = FileReader::head(&p, FINGERPRINT_BYTES)
+                    .ok()
+                    .and_then(|h| fingerprint(&h));
+                let meta = std::fs::metadata(&p).ok();
+                let di = meta.as_ref().map(DevIno::of);
+                let recent = since
+                    .is_some_and(|s| meta.and_then(|m| m.modified().ok()).is_some_and(|m| m >= s));
+                (p, fp, di, recent)
+            })
+            .collect();
+        let tracked = |di: Option<DevIno>, fp: Option<u64>, files: &[Tracked]| {
+            files
+                .iter()
+                .any(|t| Some(t.reader.dev_ino) == di || (fp.is_some() && t.fingerprint == fp))
+        };
+        let newest_known = heads.iter().rposition(|(_, fp, di, _)| {
+            tracked(*di, *fp, &self.files) || fp.is_some_and(|fp| self.known(fp))
+        });
+        for (k, (path, fp, di, recent)) in heads.iter().enumerate() {
+            if tracked(*di, *fp, &self.files) {
+                continue;
+            }
+            let Some(fp) = *fp else {
+                if newest_known.is_some_and(|n| k > n) || *recent {
+                    // Unreadable now (being written): the next look will see it.
+                    warn!(path = %path.display(), "rotated file unreadable; skipped for now");
+                }
+                continue;
+            };
+            if self.finished.contains(&fp) {
+                continue;
+            }
+            // Known but not finished (checkpointed, or partly in the sink) is read on; unknown
+            // is read when it came after the known ones or while the path was watched.
+            let partly_read = self.known(fp);
+            if !(partly_read || newest_known.is_some_and(|n| k > n) || *recent) {
+                continue;
+            }
+            let entry = self
+                .unmatched
+                .iter()
+                .position(|e| e.fingerprint == hex(fp))
+                .map(|i| self.unmatched.swap_remove(i));
+            let offset = entry.map_or(0, |e| e.offset);
+            info!(path = %path.display(), offset, "reading a rotation that happened while the file was not watched");
+            self.track(f.link.as_deref(), path, Some(fp), offset, true);
+        }
     }
 
     /// After a restart, a checkpointed file that is no longer where it was may have been
@@ -384,24 +490,55 @@ impl Tailer {
             Err(e) => {
                 stats::add(&self.counters.read_errors, 1);
                 warn!(path = %t.target.display(), error = %e, "read failed; will retry");
+                // A decoder that failed cannot go on: reopen at the same offset next time.
+                if let Ok(r) = FileReader::open(&t.target, t.reader.offset) {
+                    t.reader = r;
+                }
                 self.block = block;
                 return false;
             }
         };
         if n == 0 {
             t.at_eof = true;
-            let truncated = t.reader.size().is_some_and(|size| size < t.reader.offset);
+            let (size, mtime) = t.reader.size_and_mtime().unwrap_or((t.reader.offset, None));
+            // Shorter than what was read: truncated. As long, but written to since the last
+            // read: written and truncated between two looks (the lines are in a copy).
+            let written_since = mtime.is_some() && t.read_mtime.is_some() && mtime > t.read_mtime;
+            let replaced = t.fingerprint.is_none()
+                || t.reader
+                    .head_now()
+                    .is_some_and(|h| fingerprint(&h) != t.fingerprint);
+            let rewritten = size == t.reader.offset && written_since && replaced;
+            let truncated = size < t.reader.offset || rewritten;
             self.block = block;
             if truncated {
-                self.restart_truncated(i);
+                let offset = self.files[i].reader.offset;
+                self.restart_truncated(i, offset);
             }
             return false;
         }
+        // Copytruncate may have rewritten the file under us, past our offset even: the first
+        // line tells (it is another line now). The block is then not this file's.
+        if t.fingerprint.is_some()
+            && t.reader
+                .head_now()
+                .is_some_and(|h| fingerprint(&h) != t.fingerprint)
+        {
+            let before = t.reader.offset - n as u64;
+            self.block = block;
+            self.restart_truncated(i, before);
+            return true;
+        }
         t.at_eof = false;
         t.last_growth = Instant::now();
+        t.read_mtime = t.reader.size_and_mtime().and_then(|(_, m)| m);
         stats::add(&self.counters.bytes_read, n as u64);
         if t.fingerprint.is_none() && t.carry_start == 0 {
             t.fingerprint = fingerprint(&block);
+            if let Some(fp) = t.fingerprint {
+                let _ = t.meta.fingerprint.set(fp);
+                t.delivered = self.delivered.get(&fp).cloned().unwrap_or_default();
+            }
         }
 
         let mut batch = LineBatch {
@@ -423,7 +560,9 @@ impl Tailer {
             }
             if let Some(mut joined) = t.joiner.push(frame::frame(line, framing), line_start) {
                 joined.truncated_bytes += cut;
-                push_line(&mut batch, &joined);
+                if t.delivered.binary_search(&joined.offset).is_err() {
+                    push_line(&mut batch, &joined);
+                }
             }
             pos += nl + 1;
         }
@@ -469,16 +608,51 @@ impl Tailer {
         }
     }
 
-    /// The file shrank under us (copytruncate): what was read is settled; start again at 0
-    /// as a new file.
-    fn restart_truncated(&mut self, i: usize) {
-        let t = self.files.remove(i);
+    /// The file shrank under us (copytruncate). Its unread tail is in the copy, which starts
+    /// with the same first line: the file's state (acknowledgements, partial records) carries
+    /// on there at the same offset, and the truncated file starts over as a new one.
+    fn restart_truncated(&mut self, i: usize, offset: u64) {
         stats::add(&self.counters.truncations, 1);
-        warn!(path = %t.target.display(), read = t.reader.offset, "file truncated; reading it again from its start");
-        self.acks.forget(t.meta.id);
+        let (target, fp, dev_ino) = {
+            let t = &self.files[i];
+            (t.target.clone(), t.fingerprint, t.reader.dev_ino)
+        };
+        let copy = fp.and_then(|fp| {
+            discover::rotated_siblings(&target).into_iter().find(|p| {
+                let same = FileReader::head(p, FINGERPRINT_BYTES)
+                    .ok()
+                    .and_then(|h| fingerprint(&h))
+                    == Some(fp);
+                same && std::fs::metadata(p).is_ok_and(|m| DevIno::of(&m) != dev_ino)
+            })
+        });
+        let reopened =
+            copy.and_then(|copy| FileReader::open(&copy, offset).ok().map(|r| (copy, r)));
+        let t = &mut self.files[i];
         let link = PathBuf::from(&t.meta.path);
         let link = (link != t.target).then_some(link);
-        self.track(link.as_deref(), &t.target, None, 0, t.gone);
+        match reopened {
+            Some((copy, reader)) => {
+                info!(path = %target.display(), copy = %copy.display(), offset, "file truncated; reading its unread tail from the copy");
+                t.reader = reader;
+                t.target = copy;
+                t.gone = true;
+                t.at_eof = false;
+                t.last_growth = Instant::now();
+            }
+            None => {
+                warn!(path = %target.display(), read = offset, "file truncated and no copy found; reading it again from its start");
+                let t = self.files.remove(i);
+                self.acks.forget(t.meta.id);
+            }
+        }
+        // Copies newer than the one found hold lines the agent never saw.
+        let found = Found {
+            link: link.clone(),
+            target: target.clone(),
+        };
+        self.catch_up_siblings(&found);
+        self.track(link.as_deref(), &target, None, 0, false);
     }
 
     /// Closes files that are gone, read to their end, idle for `rotate_wait` and
@@ -525,6 +699,9 @@ impl Tailer {
                 continue;
             }
             info!(path = %t.target.display(), "finished rotated file");
+            if let Some(fp) = t.fingerprint {
+                self.finished.insert(fp);
+            }
             self.acks.forget(t.meta.id);
             self.files.remove(i);
         }
@@ -561,6 +738,45 @@ impl Tailer {
             stats::add(&self.counters.checkpoint_errors, 1);
             tracing::error!(path = %self.store.path().display(), error = %e, "cannot write checkpoint; will retry");
         }
+    }
+}
+
+/// A bounded set of fingerprints, oldest forgotten first.
+#[derive(Default)]
+struct Finished {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Finished {
+    const MAX: usize = 100_000;
+
+    fn insert(&mut self, fp: u64) {
+        if self.set.insert(fp) {
+            self.order.push_back(fp);
+            if self.order.len() > Self::MAX {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, fp: &u64) -> bool {
+        self.set.contains(fp)
+    }
+}
+
+/// Orders rotated files oldest first. The kubelet names a rotation by its time
+/// (`0.log.20240101-000000`, older ones `.gz`): later is newer. logrotate numbers them
+/// (`app.log.1`, `app.log.2`): higher is older.
+fn rotation_key(p: &Path) -> (i64, String) {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    let suffix = name.rsplit('.').next().unwrap_or_default();
+    match suffix.parse::<i64>() {
+        Ok(n) if suffix.len() <= 4 => (-n, String::new()),
+        _ => (i64::MIN, name.to_owned()),
     }
 }
 

@@ -94,6 +94,27 @@ impl FileReader {
         Ok(n)
     }
 
+    /// The first bytes of the open file as they are now (plain files), read without moving
+    /// the offset: tells whether the file was rewritten under us.
+    pub fn head_now(&self) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let Source::Plain(f) = &self.source else {
+            return None;
+        };
+        let mut buf = vec![0u8; super::identity::FINGERPRINT_BYTES];
+        let n = f.read_at(&mut buf, 0).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// The file's size and modification time now (plain files); `None` for gzip.
+    pub fn size_and_mtime(&self) -> Option<(u64, Option<std::time::SystemTime>)> {
+        match &self.source {
+            Source::Plain(f) => f.metadata().ok().map(|m| (m.len(), m.modified().ok())),
+            Source::Gzip(_) => None,
+        }
+    }
+
     /// The file's size now (plain files); `None` for gzip, which never grows.
     pub fn size(&self) -> Option<u64> {
         match &self.source {
