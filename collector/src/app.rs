@@ -35,8 +35,8 @@ struct DocBatch {
     reserved: usize,
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
+/// Runs the agent until SIGTERM or SIGINT (or, with `once`, until every file is read).
+pub fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
     let settings = load(config_path)?;
     info!(
         node = %settings.node_name,
@@ -75,7 +75,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
             break;
         }
     });
-    let result = run_until(&settings, &stop);
+    let result = run_until(&settings, &stop, once);
     handle.close();
     let _ = signal_thread.join();
     result
@@ -91,7 +91,7 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
 }
 
 /// Runs the pipeline until `stop` is set, then drains.
-pub fn run_until(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<()> {
+pub fn run_until(settings: &Settings, stop: &AtomicBool, once: bool) -> anyhow::Result<()> {
     // One descriptor per tracked file: a node with a thousand containers needs more than the
     // usual soft limit of 1024.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -107,7 +107,8 @@ pub fn run_until(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
-    let opts = TailOptions::from_settings(settings).map_err(anyhow::Error::msg)?;
+    let mut opts = TailOptions::from_settings(settings).map_err(anyhow::Error::msg)?;
+    opts.once = once;
     let host = Arc::new(Host {
         node: settings.node_name.clone(),
         cluster: settings.cluster_name.clone(),

@@ -32,6 +32,10 @@ enum Command {
         /// checkpoints in `/var/lib/meshtrail`, events on standard output).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Stop once every file found is read to its end and delivered (backfills,
+        /// benchmarks), instead of following the files.
+        #[arg(long)]
+        once: bool,
     },
     /// Check a configuration file and print the effective settings; exit 64 if it is bad.
     Validate {
@@ -79,7 +83,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, once } => {
             crate::logging::init();
             // A bad configuration is refused before anything starts.
             if let Err(e) = crate::app::load(config.as_deref()) {
@@ -87,7 +91,7 @@ pub fn main() -> ExitCode {
                 eprintln!("meshtrail: {e:#}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            match crate::app::run(config.as_deref()) {
+            match crate::app::run(config.as_deref(), once) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "meshtrail failed");

@@ -138,6 +138,8 @@ pub struct TailOptions {
     pub rotate_wait: Duration,
     /// How often to write checkpoints.
     pub checkpoint_interval: Duration,
+    /// Stop once every file is read to its end and acknowledged (`run --once`).
+    pub once: bool,
 }
 
 impl TailOptions {
@@ -152,6 +154,7 @@ impl TailOptions {
             max_line_bytes: s.max_line_bytes,
             rotate_wait: s.rotate_wait,
             checkpoint_interval: Duration::from_secs(1),
+            once: false,
         })
     }
 }
@@ -240,6 +243,10 @@ impl Tailer {
                 next_checkpoint = now + self.opts.checkpoint_interval;
             }
             if !progressed {
+                if self.opts.once && self.drained() {
+                    info!("every file read to its end and acknowledged; stopping (--once)");
+                    break;
+                }
                 let idle = next_scan
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(50));
@@ -258,6 +265,12 @@ impl Tailer {
             );
         }
         self.checkpoint();
+    }
+
+    /// Every file at its end, nothing waiting for a last partial record, all acknowledged.
+    fn drained(&self) -> bool {
+        self.budget.used() == 0
+            && self.files.iter().all(|t| t.at_eof && t.carry.is_empty() && t.joiner.pending_since().is_none())
     }
 
     fn new_id(&mut self) -> FileId {

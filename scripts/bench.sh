@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Whole-agent benchmark: N lines of ../shared/bench/gen_istio_cri.py in a node-like tree,
+# read by `meshtrail run --once` → parse → classify → render → sink (blackhole, then file).
+# Prints lines/s, CPU seconds, lines per CPU-second and peak RSS for each.
+#
+# usage: scripts/bench.sh [LINES]        (default 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lines=${1:-1000000}
+gen=../shared/bench/gen_istio_cri.py
+[ -f "$gen" ] || { echo "needs $gen (the shared folder beside this checkout)" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install -y time)" >&2; exit 2; }
+cargo build --release --locked -p meshtrail >&2
+bin=$PWD/target/release/meshtrail
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+input=${MESHTRAIL_BENCH_INPUT:-/tmp/meshtrail-bench-$lines.log}
+[ -f "$input" ] || python3 "$gen" "$lines" "$input"
+pod=$work/pods/istio-system_istio-ingressgateway-7d4f_7e0b4c1a-2f7e-4d0e-9a57-0d2c8b1e6f00/istio-proxy
+mkdir -p "$pod" "$work/containers"
+ln "$input" "$pod/0.log" 2>/dev/null || cp "$input" "$pod/0.log"
+ln -s "$pod/0.log" "$work/containers/istio-ingressgateway-7d4f_istio-system_istio-proxy-$(printf 'a%.0s' $(seq 64)).log"
+bytes=$(stat -c %s "$input")
+printf '%-10s %10s %10s %8s %8s %14s %10s\n' sink lines/s "MB/s" "wall s" "CPU s" "lines/CPU-s" "peak RSS"
+for sink in blackhole file; do
+  rm -rf "$work/data" "$work/out"
+  sink_cfg="type: $sink"
+  [ "$sink" = file ] && sink_cfg="type: file
+  path: $work/out/events.ndjson
+  max_file_bytes: 1000000000000"
+  cat >"$work/config.yaml" <<YAML
+node_name: bench-node
+data_dir: $work/data
+tail:
+  include: ["$work/containers/*.log"]
+sink:
+  $sink_cfg
+YAML
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
+  read -r wall user sys rss <"$work/time"
+  awk -v s="$sink" -v n="$lines" -v b="$bytes" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
+    cpu = u + y; printf "%-10s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'
+  if [ "$sink" = file ]; then
+    got=$(wc -l <"$work/out/events.ndjson")
+    [ "$got" -eq "$lines" ] || { echo "file sink holds $got events, expected $lines" >&2; exit 1; }
+  fi
+done
