@@ -12,11 +12,32 @@ pub fn ip_port(addr: &str) -> Option<(&str, u16)> {
         addr.rsplit_once(':')?
     };
     let port = port.parse().ok()?;
-    host.parse::<IpAddr>().ok().map(|_| (host, port))
+    is_ip(host).then_some((host, port))
+}
+
+/// A dotted-quad IPv4 address, checked without the general parser (this runs twice per
+/// access log).
+fn is_ipv4(s: &str) -> bool {
+    let mut octets = 0;
+    for part in s.split('.') {
+        octets += 1;
+        let ok = !part.is_empty()
+            && part.len() <= 3
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && !(part.len() > 1 && part.starts_with('0'))
+            && part.parse::<u16>().is_ok_and(|n| n <= 255);
+        if !ok || octets > 4 {
+            return false;
+        }
+    }
+    octets == 4
 }
 
 /// True when `s` is an IP address (v4 or v6, without port).
 pub fn is_ip(s: &str) -> bool {
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return is_ipv4(s);
+    }
     s.parse::<IpAddr>().is_ok()
 }
 
@@ -73,6 +94,13 @@ mod tests {
         assert_eq!(ip_port("/var/run/sock"), None);
         assert_eq!(ip_port("host:80"), None);
         assert_eq!(ip_port("10.0.0.1:99999"), None);
+        for bad in ["10.0.0", "10.0.0.256", "10.0.0.1.2", "010.0.0.1", "1..2.3", "", "1.2.3.4."] {
+            assert!(!is_ip(bad), "{bad}");
+        }
+        for good in ["0.0.0.0", "255.255.255.255", "10.44.1.27", "::1", "2406:da24::14", "::ffff:10.0.0.1"] {
+            assert!(is_ip(good), "{good}");
+            assert_eq!(is_ip(good), good.parse::<IpAddr>().is_ok(), "{good}");
+        }
     }
 
     #[test]

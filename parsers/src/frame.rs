@@ -85,7 +85,7 @@ impl Stream {
 pub struct Record<'a> {
     /// The wrapper found.
     pub framing: Framing,
-    /// The runtime's timestamp, as written.
+    /// The runtime's timestamp, as written; always valid RFC 3339.
     pub time: Option<&'a str>,
     /// The stream.
     pub stream: Option<Stream>,
@@ -202,7 +202,8 @@ fn docker(line: &[u8]) -> Option<Record<'_>> {
                 _ => None,
             }
         }
-        ("time", Value::Str(Cow::Borrowed(s))) => time = Some(s),
+        // Kept only when valid, so every `Record::time` is RFC 3339.
+        ("time", Value::Str(Cow::Borrowed(s))) if Timestamp::is_valid(s) => time = Some(s),
         _ => {}
     })
     .ok()?;

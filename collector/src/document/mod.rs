@@ -93,113 +93,119 @@ pub struct Origin<'a> {
     pub id: Option<[u8; EVENT_ID_LEN]>,
 }
 
-/// Writes `@timestamp` in milliseconds, UTC; `None` when `raw` is not RFC 3339.
-fn write_time<'k>(w: &mut ObjectWriter<'_, 'k>, path: &'k str, raw: &str, nanos: bool) -> bool {
-    // Envoy's own form is already what Elasticsearch keeps: copy it.
+/// Writes a timestamp under `key`, UTC: milliseconds for `@timestamp`, as written (when it
+/// is already UTC) for `event.created`. False when `raw` is not RFC 3339.
+/// `raw` comes from a field the parser or the framing already checked to be RFC 3339
+/// (`%START_TIME%` is typed; a record's time is kept only when valid), so the common forms
+/// are copied without a second check.
+fn write_time(w: &mut ObjectWriter<'_>, key: &'static str, raw: &str, nanos: bool) -> bool {
     let b = raw.as_bytes();
-    if !nanos && b.len() == 24 && b[19] == b'.' && b[23] == b'Z' && Timestamp::parse(raw).is_some()
-    {
-        w.field(path, Preformatted(b));
+    // Already what Elasticsearch keeps (Envoy's own form, or a runtime's UTC time): copy it.
+    let envoy_form = b.len() == 24 && b[19] == b'.';
+    if (envoy_form || nanos) && b.last() == Some(&b'Z') && b.len() >= 20 && b[10] == b'T' {
+        w.field(key, Preformatted(b));
         return true;
     }
-    let Some(t) = Timestamp::parse(raw) else {
-        return false;
-    };
-    let text = if nanos {
-        t.nanos().to_string()
-    } else {
-        t.millis().to_string()
-    };
-    w.field(path, text.as_str());
+    let Some(t) = Timestamp::parse(raw) else { return false };
+    let text = if nanos { t.nanos().to_string() } else { t.millis().to_string() };
+    w.field(key, text.as_str());
     true
 }
 
-fn origin_fields<'k>(w: &mut ObjectWriter<'_, 'k>, o: &Origin<'_>) {
+/// `kubernetes.*`, `container.*`, `orchestrator.*`, `host.*`, `stream`, `log.*`.
+fn origin_fields(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
     if let Some(k) = o.kube {
-        let fields = [
-            ("kubernetes.namespace", &k.namespace),
-            ("kubernetes.pod.name", &k.pod),
-            ("kubernetes.pod.uid", &k.pod_uid),
-            ("kubernetes.container.name", &k.container),
-        ];
-        for (path, v) in fields {
-            if let Some(v) = v {
-                w.field(path, v.as_str());
-            }
+        w.begin("kubernetes");
+        if let Some(v) = &k.namespace {
+            w.field("namespace", v.as_str());
+        }
+        w.begin("pod");
+        if let Some(v) = &k.pod {
+            w.field("name", v.as_str());
+        }
+        if let Some(v) = &k.pod_uid {
+            w.field("uid", v.as_str());
+        }
+        w.end();
+        if let Some(v) = &k.container {
+            w.begin("container");
+            w.field("name", v.as_str());
+            w.end();
         }
         if let Some(h) = o.host {
-            w.field("kubernetes.node.name", h.node.as_str());
+            w.begin("node");
+            w.field("name", h.node.as_str());
+            w.end();
         }
+        w.end();
         if let Some(id) = &k.container_id {
-            w.field("container.id", id.as_str());
+            w.begin("container");
+            w.field("id", id.as_str());
+            w.end();
         }
     }
     if let Some(h) = o.host {
-        w.field("orchestrator.type", "kubernetes");
+        w.begin("orchestrator");
+        w.field("type", "kubernetes");
         if let Some(c) = &h.cluster {
-            w.field("orchestrator.cluster.name", c.as_str());
+            w.begin("cluster");
+            w.field("name", c.as_str());
+            w.end();
         }
-        w.field("host.name", h.node.as_str());
+        w.end();
+        w.begin("host");
+        w.field("name", h.node.as_str());
+        w.end();
     }
     if let Some(stream) = o.stream {
         w.field("stream", stream.as_str());
     }
+    w.begin("log");
     if let Some(path) = o.file {
-        w.field("log.file.path", path);
+        w.begin("file");
+        w.field("path", path);
+        w.end();
     }
     if let Some(offset) = o.offset {
-        w.field("log.offset", offset);
+        w.field("offset", offset);
     }
-    let flags = [
-        (o.joined, "multiline"),
-        (o.truncated_bytes > 0, "truncated"),
-        (o.invalid_utf8, "invalid_utf8"),
-    ];
+    let flags = [(o.joined, "multiline"), (o.truncated_bytes > 0, "truncated"), (o.invalid_utf8, "invalid_utf8")];
     if flags.iter().any(|(on, _)| *on) {
-        w.field(
-            "log.flags",
-            StrArray(flags.iter().filter(|(on, _)| *on).map(|(_, f)| *f)),
-        );
+        w.field("flags", StrArray(flags.iter().filter(|(on, _)| *on).map(|(_, f)| *f)));
     }
+    w.end();
 }
 
-/// Writes an `event.*` group's common head: `event.id` first, where the file sink finds it.
-fn event_head<'k>(w: &mut ObjectWriter<'_, 'k>, dataset: &'k str, id: Option<&[u8]>) {
+/// `event.id`, `event.kind`, `event.dataset`: the head of the `event` object, which the
+/// caller has begun. `event.id` comes first: the file sink finds it there.
+fn event_head(w: &mut ObjectWriter<'_>, dataset: &'static str, id: Option<&[u8]>) {
     if let Some(id) = id {
-        w.field("event.id", Preformatted(id));
+        w.field("id", Preformatted(id));
     }
-    w.field("event.kind", "event");
-    w.field("event.dataset", dataset);
-}
-
-fn created<'k>(w: &mut ObjectWriter<'_, 'k>, o: &Origin<'_>) {
-    if let Some(t) = o.created {
-        write_time(w, "event.created", t, true);
-    }
+    w.field("kind", "event");
+    w.field("dataset", dataset);
 }
 
 /// A line that is not an access log: `meshtrail.container`.
-pub fn container(
-    out: &mut Vec<u8>,
-    origin: &Origin<'_>,
-    message: &str,
-    failure: Option<&Failure<'_>>,
-) {
+pub fn container(out: &mut Vec<u8>, origin: &Origin<'_>, message: &str, failure: Option<&Failure<'_>>) {
     let mut w = ObjectWriter::new(out);
     if let Some(t) = origin.created {
         write_time(&mut w, "@timestamp", t, false);
     }
-    event_head(
-        &mut w,
-        "meshtrail.container",
-        origin.id.as_ref().map(|i| &i[..]),
-    );
-    created(&mut w, origin);
+    w.begin("event");
+    event_head(&mut w, "meshtrail.container", origin.id.as_ref().map(|i| &i[..]));
+    if let Some(t) = origin.created {
+        write_time(&mut w, "created", t, true);
+    }
+    w.end();
     w.field("message", message);
     origin_fields(&mut w, origin);
     if let Some(f) = failure {
-        let why = f.to_string();
-        w.field("meshtrail.parse.error", why.as_str());
+        w.begin("meshtrail");
+        w.begin("parse");
+        w.field("error", f.to_string().as_str());
+        w.end();
+        w.end();
     }
     w.finish();
 }
@@ -223,255 +229,213 @@ const ENVOY_NAMES: &[&str] = &[
 ];
 
 /// An access log: `meshtrail.access`.
-pub fn access(
-    out: &mut Vec<u8>,
-    origin: &Origin<'_>,
-    format: &str,
-    f: &Fields<'_>,
-    v: &Verdict<'_>,
-    original: Option<&str>,
-) {
+pub fn access(out: &mut Vec<u8>, origin: &Origin<'_>, format: &str, f: &Fields<'_>, v: &Verdict<'_>, original: Option<&str>) {
     let mut w = ObjectWriter::new(out);
-    if !f
-        .get(Field::StartTime)
-        .is_some_and(|t| write_time(&mut w, "@timestamp", t, false))
-    {
+    if !f.get(Field::StartTime).is_some_and(|t| write_time(&mut w, "@timestamp", t, false)) {
         if let Some(t) = origin.created {
             write_time(&mut w, "@timestamp", t, false);
         }
     }
 
-    event_head(
-        &mut w,
-        "meshtrail.access",
-        origin.id.as_ref().map(|i| &i[..]),
-    );
-    let category: &[&str] = if v.http {
-        &["network", "web"]
-    } else {
-        &["network"]
-    };
-    w.field("event.category", StrArray(category.iter().copied()));
-    let types = [
-        (true, "access"),
-        (v.denied(), "denied"),
-        (v.error(), "error"),
-    ];
-    w.field(
-        "event.type",
-        StrArray(types.iter().filter(|(on, _)| *on).map(|(_, t)| *t)),
-    );
-    w.field("event.outcome", v.event_outcome.as_str());
+    w.begin("event");
+    event_head(&mut w, "meshtrail.access", origin.id.as_ref().map(|i| &i[..]));
+    let category: &[&str] = if v.http { &["network", "web"] } else { &["network"] };
+    w.field("category", StrArray(category.iter().copied()));
+    let types = [(true, "access"), (v.denied(), "denied"), (v.error(), "error")];
+    w.field("type", StrArray(types.iter().filter(|(on, _)| *on).map(|(_, t)| *t)));
+    w.field("outcome", v.event_outcome.as_str());
     if let Some(ms) = f.int(Field::Duration) {
-        w.field("event.duration", ms.saturating_mul(1_000_000));
+        w.field("duration", ms.saturating_mul(1_000_000));
     }
-    created(&mut w, origin);
+    if let Some(t) = origin.created {
+        write_time(&mut w, "created", t, true);
+    }
     if let Some(line) = original {
-        w.field("event.original", line);
+        w.field("original", line);
     }
+    w.end();
 
+    w.begin("http");
+    w.begin("request");
     if let Some(m) = f.get(Field::Method) {
-        w.field("http.request.method", m);
+        w.field("method", m);
     }
     if let Some(id) = f.get(Field::RequestId) {
-        w.field("http.request.id", id);
+        w.field("id", id);
     }
+    w.end();
     if let Some(code) = f.status() {
-        w.field("http.response.status_code", code);
+        w.begin("response");
+        w.field("status_code", code);
+        w.end();
     }
     if let Some(p) = f.get(Field::Protocol) {
-        w.field("http.version", p.strip_prefix("HTTP/").unwrap_or(p));
+        w.field("version", p.strip_prefix("HTTP/").unwrap_or(p));
     }
+    w.end();
 
+    w.begin("url");
     if let Some(path) = f.get(Field::Path) {
-        w.field("url.original", path);
+        w.field("original", path);
         let (p, q) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
         };
-        w.field("url.path", p);
+        w.field("path", p);
         if let Some(q) = q.filter(|q| !q.is_empty()) {
-            w.field("url.query", q);
+            w.field("query", q);
         }
     }
     if let Some(authority) = f.get(Field::Authority) {
         let (host, port) = addr::host_port(authority);
-        w.field("url.domain", host);
+        w.field("domain", host);
         if let Some(p) = port {
-            w.field("url.port", p);
+            w.field("port", p);
         }
     }
+    w.end();
 
-    let source_ip = address(
-        &mut w,
-        "source",
-        f.get(Field::DownstreamRemoteAddress),
-        f.int(Field::BytesReceived),
-    );
-    address(
-        &mut w,
-        "destination",
-        f.get(Field::UpstreamHost),
-        f.int(Field::BytesSent),
-    );
+    let source_ip = address(&mut w, "source", f.get(Field::DownstreamRemoteAddress), f.int(Field::BytesReceived));
+    address(&mut w, "destination", f.get(Field::UpstreamHost), f.int(Field::BytesSent));
     let xff = f.get(Field::XForwardedFor);
     if let Some(ip) = xff.and_then(addr::first_forwarded_ip).or(source_ip) {
-        w.field("client.ip", ip);
+        w.begin("client");
+        w.field("ip", ip);
+        w.end();
     }
     if let Some(ua) = f.get(Field::UserAgent) {
-        w.field("user_agent.original", ua);
+        w.begin("user_agent");
+        w.field("original", ua);
+        w.end();
     }
 
     tls(&mut w, f);
 
-    w.field(
-        "network.transport",
-        if f.get(Field::Protocol) == Some("HTTP/3") {
-            "udp"
-        } else {
-            "tcp"
-        },
-    );
+    w.begin("network");
+    w.field("transport", if f.get(Field::Protocol) == Some("HTTP/3") { "udp" } else { "tcp" });
     if v.http {
-        w.field("network.protocol", "http");
+        w.field("protocol", "http");
     }
+    w.end();
 
     origin_fields(&mut w, origin);
     envoy(&mut w, f, xff);
 
-    w.field("meshtrail.parse.format", format);
+    w.begin("meshtrail");
+    w.begin("parse");
+    w.field("format", format);
+    w.end();
     security(&mut w, v);
     peer(&mut w, f);
+    w.end();
     w.finish();
 }
 
 /// `<group>.address`, `.ip`, `.port`, `.bytes`; returns the IP.
-fn address<'a, 'k>(
-    w: &mut ObjectWriter<'_, 'k>,
-    group: &'static str,
-    raw: Option<&'a str>,
-    bytes: Option<u64>,
-) -> Option<&'a str> {
-    let (path_addr, path_ip, path_port, path_bytes) = match group {
-        "source" => ("source.address", "source.ip", "source.port", "source.bytes"),
-        _ => (
-            "destination.address",
-            "destination.ip",
-            "destination.port",
-            "destination.bytes",
-        ),
-    };
+fn address<'a>(w: &mut ObjectWriter<'_>, group: &'static str, raw: Option<&'a str>, bytes: Option<u64>) -> Option<&'a str> {
     let mut ip = None;
+    w.begin(group);
     if let Some(a) = raw {
-        w.field(path_addr, a);
+        w.field("address", a);
         if let Some((i, p)) = addr::ip_port(a) {
-            w.field(path_ip, i);
-            w.field(path_port, p);
+            w.field("ip", i);
+            w.field("port", p);
             ip = Some(i);
         }
     }
     if let Some(b) = bytes {
-        w.field(path_bytes, b);
+        w.field("bytes", b);
     }
+    w.end();
     ip
 }
 
-fn tls<'k>(w: &mut ObjectWriter<'_, 'k>, f: &Fields<'_>) {
+fn tls(w: &mut ObjectWriter<'_>, f: &Fields<'_>) {
+    w.begin("tls");
     if let Some(v) = f.get(Field::DownstreamTlsVersion) {
         match v.strip_prefix("TLSv") {
             Some(num) => {
-                w.field("tls.version_protocol", "tls");
-                w.field("tls.version", num);
+                w.field("version_protocol", "tls");
+                w.field("version", num);
             }
-            None => w.field("tls.version", v),
+            None => w.field("version", v),
         }
     }
     if let Some(c) = f.get(Field::DownstreamTlsCipher) {
-        w.field("tls.cipher", c);
+        w.field("cipher", c);
     }
+    w.begin("client");
     if let Some(sni) = f.get(Field::RequestedServerName) {
-        w.field("tls.client.server_name", sni);
+        w.field("server_name", sni);
     }
     if let Some(san) = f.get(Field::DownstreamPeerUriSan) {
-        w.field(
-            "tls.client.x509.alternative_names",
-            StrArray(san.split(',').map(str::trim)),
-        );
+        w.begin("x509");
+        w.field("alternative_names", StrArray(san.split(',').map(str::trim)));
+        w.end();
     }
+    w.end();
     if let Some(san) = f.get(Field::UpstreamPeerUriSan) {
-        w.field(
-            "tls.server.x509.alternative_names",
-            StrArray(san.split(',').map(str::trim)),
-        );
+        w.begin("server");
+        w.begin("x509");
+        w.field("alternative_names", StrArray(san.split(',').map(str::trim)));
+        w.end();
+        w.end();
     }
+    w.end();
 }
 
-fn envoy<'k>(w: &mut ObjectWriter<'_, 'k>, f: &Fields<'_>, xff: Option<&str>) {
+fn envoy(w: &mut ObjectWriter<'_>, f: &Fields<'_>, xff: Option<&str>) {
+    w.begin("envoy");
     if f.get(Field::ResponseFlags).is_some() {
-        w.field("envoy.response_flags", StrArray(f.flag_codes()));
+        w.field("response_flags", StrArray(f.flag_codes()));
     }
     let texts = [
-        (Field::ResponseCodeDetails, "envoy.response_code_details"),
-        (
-            Field::ConnectionTerminationDetails,
-            "envoy.connection_termination_details",
-        ),
-        (
-            Field::UpstreamTransportFailureReason,
-            "envoy.upstream_transport_failure_reason",
-        ),
-        (
-            Field::DownstreamTransportFailureReason,
-            "envoy.downstream_transport_failure_reason",
-        ),
+        (Field::ResponseCodeDetails, "response_code_details"),
+        (Field::ConnectionTerminationDetails, "connection_termination_details"),
+        (Field::UpstreamTransportFailureReason, "upstream_transport_failure_reason"),
+        (Field::DownstreamTransportFailureReason, "downstream_transport_failure_reason"),
     ];
-    for (field, path) in texts {
+    for (field, key) in texts {
         if let Some(v) = f.get(field) {
-            w.field(path, v);
+            w.field(key, v);
         }
     }
     if let Some(ms) = f.int(Field::UpstreamServiceTime) {
-        w.field("envoy.upstream_service_time_ms", ms);
+        w.field("upstream_service_time_ms", ms);
     }
     if let Some(x) = xff {
-        w.field("envoy.x_forwarded_for", x);
+        w.field("x_forwarded_for", x);
     }
     if let Some(a) = f.get(Field::Authority) {
-        w.field("envoy.authority", a);
+        w.field("authority", a);
     }
     if let Some(c) = f.upstream_cluster() {
-        w.field("envoy.upstream_cluster", c);
+        w.field("upstream_cluster", c);
         if let Some(parts) = cluster::decode(c) {
-            w.field("envoy.cluster.direction", parts.direction.as_str());
+            w.begin("cluster");
+            w.field("direction", parts.direction.as_str());
             if let Some(p) = parts.port {
-                w.field("envoy.cluster.port", p);
+                w.field("port", p);
             }
             if let Some(s) = parts.subset {
                 // Inbound clusters of Istio before 1.6 carry the port name there.
-                let path = if parts.direction == Direction::Inbound {
-                    "envoy.cluster.port_name"
-                } else {
-                    "envoy.cluster.subset"
-                };
-                w.field(path, s);
+                w.field(if parts.direction == Direction::Inbound { "port_name" } else { "subset" }, s);
             }
             if let Some(h) = parts.host {
-                w.field("envoy.cluster.host", h);
+                w.field("host", h);
             }
+            w.end();
         }
     }
     let rest = [
-        (Field::UpstreamLocalAddress, "envoy.upstream_local_address"),
-        (
-            Field::DownstreamLocalAddress,
-            "envoy.downstream_local_address",
-        ),
-        (Field::RouteName, "envoy.route_name"),
-        (Field::IstioPolicyStatus, "envoy.istio_policy_status"),
+        (Field::UpstreamLocalAddress, "upstream_local_address"),
+        (Field::DownstreamLocalAddress, "downstream_local_address"),
+        (Field::RouteName, "route_name"),
+        (Field::IstioPolicyStatus, "istio_policy_status"),
     ];
-    for (field, path) in rest {
+    for (field, key) in rest {
         if let Some(v) = f.get(field) {
-            w.field(path, v);
+            w.field(key, v);
         }
     }
     for (name, value) in f.extras() {
@@ -483,62 +447,60 @@ fn envoy<'k>(w: &mut ObjectWriter<'_, 'k>, f: &Fields<'_>, xff: Option<&str>) {
             name
         };
         match value.parse::<i64>() {
-            Ok(n) if value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit()) => {
-                w.field_in("envoy", key, n)
-            }
-            _ => w.field_in("envoy", key, value),
+            Ok(n) if value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit()) => w.field_escaped(key, n),
+            _ => w.field_escaped(key, value),
         }
     }
+    w.end();
 }
 
-fn security<'k>(w: &mut ObjectWriter<'_, 'k>, v: &Verdict<'_>) {
-    w.field("meshtrail.security.outcome", v.outcome.as_str());
-    w.field("meshtrail.security.mtls", v.mtls.as_str());
+/// `meshtrail.security.*`, inside `meshtrail`.
+fn security(w: &mut ObjectWriter<'_>, v: &Verdict<'_>) {
+    w.begin("security");
+    w.field("outcome", v.outcome.as_str());
+    w.field("mtls", v.mtls.as_str());
     if let Some(r) = v.mtls_failure_reason {
-        w.field("meshtrail.security.mtls_failure_reason", r.as_str());
+        w.field("mtls_failure_reason", r.as_str());
     }
     if let Some(r) = v.rate_limit {
-        w.field("meshtrail.security.rate_limit", r.as_str());
+        w.field("rate_limit", r.as_str());
     }
     if let Some(d) = v.denial {
-        w.field("meshtrail.security.denial.kind", d.kind.as_str());
+        w.begin("denial");
+        w.field("kind", d.kind.as_str());
         if let Some(p) = d.policy {
-            w.field("meshtrail.security.denial.policy", p);
+            w.field("policy", p);
         }
         if let Some(r) = d.reason {
-            w.field("meshtrail.security.denial.reason", r);
+            w.field("reason", r);
         }
+        w.end();
     }
     if let Some(e) = v.egress {
-        w.field("meshtrail.security.egress", e.as_str());
+        w.field("egress", e.as_str());
     }
+    w.end();
 }
 
 /// `meshtrail.peer.*` from a SPIFFE identity `spiffe://<td>/ns/<ns>/sa/<sa>`.
-fn peer<'k>(w: &mut ObjectWriter<'_, 'k>, f: &Fields<'_>) {
-    let Some(san) = f.get(Field::DownstreamPeerUriSan) else {
-        return;
-    };
-    let Some(id) = san
-        .split(',')
-        .map(str::trim)
-        .find_map(|s| s.strip_prefix("spiffe://"))
-    else {
-        return;
-    };
+fn peer(w: &mut ObjectWriter<'_>, f: &Fields<'_>) {
+    let Some(san) = f.get(Field::DownstreamPeerUriSan) else { return };
+    let Some(id) = san.split(',').map(str::trim).find_map(|s| s.strip_prefix("spiffe://")) else { return };
     let mut parts = id.split('/');
     let td = parts.next().filter(|s| !s.is_empty());
     let (ns, sa) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("ns"), Some(ns), Some("sa"), Some(sa)) => (Some(ns), Some(sa)),
         _ => (None, None),
     };
+    w.begin("peer");
     if let Some(td) = td {
-        w.field("meshtrail.peer.trust_domain", td);
+        w.field("trust_domain", td);
     }
     if let Some(ns) = ns {
-        w.field("meshtrail.peer.namespace", ns);
+        w.field("namespace", ns);
     }
     if let Some(sa) = sa {
-        w.field("meshtrail.peer.service_account", sa);
+        w.field("service_account", sa);
     }
+    w.end();
 }

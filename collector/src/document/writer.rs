@@ -1,8 +1,6 @@
-//! A JSON object writer that nests by dotted path: `field("http.request.method", …)`
-//! opens `http` and `request` as needed and closes them when the next path leaves them.
-//! Callers write fields grouped by prefix; a debug assertion catches a group reopened.
-
-use smallvec_lite::Stack;
+//! A JSON object writer for a document whose shape is fixed in code: `begin("http")`
+//! … `end()` bracket a nested object, which is written only if a field lands in it, so
+//! absent groups cost nothing and never appear as `{}`.
 
 /// A value the writer can write.
 pub trait JsonValue {
@@ -27,12 +25,6 @@ macro_rules! int_value {
 }
 int_value!(u16, u32, u64, i64);
 
-impl JsonValue for bool {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(if *self { b"true" } else { b"false" });
-    }
-}
-
 /// An array of strings.
 pub struct StrArray<I>(pub I);
 
@@ -49,7 +41,7 @@ impl<'s, I: Iterator<Item = &'s str> + Clone> JsonValue for StrArray<I> {
     }
 }
 
-/// Text already formatted (a timestamp) written as a JSON string without escaping.
+/// Text known to need no escaping (a timestamp, an id), written as a JSON string.
 pub struct Preformatted<'a>(pub &'a [u8]);
 
 impl JsonValue for Preformatted<'_> {
@@ -60,26 +52,35 @@ impl JsonValue for Preformatted<'_> {
     }
 }
 
-/// Bytes that need escaping in a JSON string.
-static ESCAPE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
+/// True when any byte of the word is `"`, `\` or below 0x20 (SWAR: eight bytes a step).
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
+    (below_space | has_zero(w ^ (LO * b'"' as u64)) | has_zero(w ^ (LO * b'\\' as u64))) != 0
+}
 
 /// Appends `s` as a JSON string.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let b = s.as_bytes();
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if !ESCAPE[c as usize] {
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    // Most values need no escaping: find the first byte that does, a word at a time.
+    let mut clean = 0;
+    while clean + 8 <= b.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[clean..clean + 8]);
+        if word_needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        clean += 8;
+    }
+    out.extend_from_slice(&b[..clean]);
+    let mut start = clean;
+    for (i, &c) in b.iter().enumerate().skip(clean) {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
             continue;
         }
         out.extend_from_slice(&b[start..i]);
@@ -102,24 +103,34 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Writes one JSON object into a caller's buffer.
-pub struct ObjectWriter<'o, 'k> {
-    out: &'o mut Vec<u8>,
-    open: Stack<'k>,
-    #[cfg(debug_assertions)]
-    closed: Vec<String>,
+/// Writes `"key":` for a key known to need no escaping.
+#[inline]
+fn write_plain_key(out: &mut Vec<u8>, key: &str) {
+    debug_assert!(!key.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'), "key {key:?} needs escaping");
+    out.reserve(key.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
-impl<'o, 'k> ObjectWriter<'o, 'k> {
+/// How deep objects may nest.
+const MAX_DEPTH: usize = 8;
+
+/// Writes one JSON object into a caller's buffer.
+pub struct ObjectWriter<'o> {
+    out: &'o mut Vec<u8>,
+    keys: [&'static str; MAX_DEPTH],
+    /// Objects begun.
+    depth: usize,
+    /// Of those, objects written (a field landed in them).
+    written: usize,
+}
+
+impl<'o> ObjectWriter<'o> {
     /// Starts an object at the end of `out`.
     pub fn new(out: &'o mut Vec<u8>) -> Self {
         out.push(b'{');
-        ObjectWriter {
-            out,
-            open: Stack::default(),
-            #[cfg(debug_assertions)]
-            closed: Vec::new(),
-        }
+        ObjectWriter { out, keys: [""; MAX_DEPTH], depth: 0, written: 0 }
     }
 
     fn comma(&mut self) {
@@ -128,97 +139,56 @@ impl<'o, 'k> ObjectWriter<'o, 'k> {
         }
     }
 
-    /// Makes `parents` the open objects, closing and opening as needed.
-    fn enter(&mut self, parents: &[&'k str]) {
-        let common = self
-            .open
-            .iter()
-            .zip(parents)
-            .take_while(|(a, b)| a == b)
-            .count();
-        while self.open.len() > common {
-            #[cfg(debug_assertions)]
-            {
-                let path = self.open.iter().copied().collect::<Vec<_>>().join(".");
-                self.closed.push(path);
-            }
-            self.open.pop();
+    /// Begins the nested object `key`; it appears only if a field is written in it.
+    pub fn begin(&mut self, key: &'static str) {
+        debug_assert!(self.depth < MAX_DEPTH, "objects nested deeper than {MAX_DEPTH}");
+        self.keys[self.depth] = key;
+        self.depth += 1;
+    }
+
+    /// Ends the innermost object begun.
+    pub fn end(&mut self) {
+        debug_assert!(self.depth > 0, "end() without begin()");
+        if self.written == self.depth {
             self.out.push(b'}');
+            self.written -= 1;
         }
-        for seg in &parents[common..] {
+        self.depth -= 1;
+    }
+
+    fn open_pending(&mut self) {
+        while self.written < self.depth {
             self.comma();
-            write_str(self.out, seg);
-            self.out.extend_from_slice(b":{");
-            self.open.push(seg);
-            #[cfg(debug_assertions)]
-            {
-                let path = self.open.iter().copied().collect::<Vec<_>>().join(".");
-                debug_assert!(!self.closed.contains(&path), "object {path} written twice");
-            }
+            write_plain_key(self.out, self.keys[self.written]);
+            self.out.push(b'{');
+            self.written += 1;
         }
+        self.comma();
     }
 
-    /// Writes `value` at a dotted `path` such as `http.request.method`.
-    pub fn field(&mut self, path: &'k str, value: impl JsonValue) {
-        let mut segs: [&'k str; 8] = [""; 8];
-        let mut n = 0;
-        for seg in path.split('.') {
-            segs[n] = seg;
-            n += 1;
-        }
-        let (key, parents) = (segs[n - 1], &segs[..n - 1]);
-        self.enter(parents);
-        self.comma();
+    /// Writes `key: value` in the innermost object; `key` is one of the schema's names,
+    /// which need no escaping.
+    pub fn field(&mut self, key: &'static str, value: impl JsonValue) {
+        self.open_pending();
+        write_plain_key(self.out, key);
+        value.write_json(self.out);
+    }
+
+    /// Writes `key: value` with a key from the input (an operator or JSON key), escaped.
+    pub fn field_escaped(&mut self, key: &str, value: impl JsonValue) {
+        self.open_pending();
         write_str(self.out, key);
         self.out.push(b':');
         value.write_json(self.out);
     }
 
-    /// Writes `value` under `key` inside the object at dotted `parent`; `key` is taken
-    /// whole, dots included.
-    pub fn field_in(&mut self, parent: &'k str, key: &str, value: impl JsonValue) {
-        let mut segs: [&'k str; 8] = [""; 8];
-        let mut n = 0;
-        for seg in parent.split('.') {
-            segs[n] = seg;
-            n += 1;
-        }
-        self.enter(&segs[..n]);
-        self.comma();
-        write_str(self.out, key);
-        self.out.push(b':');
-        value.write_json(self.out);
-    }
-
-    /// Closes every open object and the document.
+    /// Closes the document.
     pub fn finish(mut self) {
-        self.enter(&[]);
+        debug_assert_eq!(self.depth, 0, "begin() without end()");
+        while self.depth > 0 {
+            self.end();
+        }
         self.out.push(b'}');
-    }
-}
-
-/// A tiny fixed-capacity stack, so that writing a document allocates nothing.
-mod smallvec_lite {
-    #[derive(Default)]
-    pub struct Stack<'k> {
-        items: [&'k str; 8],
-        len: usize,
-    }
-
-    impl<'k> Stack<'k> {
-        pub fn iter(&self) -> std::slice::Iter<'_, &'k str> {
-            self.items[..self.len].iter()
-        }
-        pub fn len(&self) -> usize {
-            self.len
-        }
-        pub fn push(&mut self, s: &'k str) {
-            self.items[self.len] = s;
-            self.len += 1;
-        }
-        pub fn pop(&mut self) {
-            self.len -= 1;
-        }
     }
 }
 
@@ -226,7 +196,7 @@ mod smallvec_lite {
 mod tests {
     use super::*;
 
-    fn doc(f: impl FnOnce(&mut ObjectWriter<'_, 'static>)) -> String {
+    fn doc(f: impl FnOnce(&mut ObjectWriter<'_>)) -> String {
         let mut out = Vec::new();
         let mut w = ObjectWriter::new(&mut out);
         f(&mut w);
@@ -235,47 +205,62 @@ mod tests {
     }
 
     #[test]
-    fn nests_by_path() {
+    fn nests_lazily() {
         let s = doc(|w| {
             w.field("@timestamp", "t");
-            w.field("http.request.method", "GET");
-            w.field("http.request.id", "x");
-            w.field("http.response.status_code", 200u16);
-            w.field("url.original", "/a");
-            w.field_in("envoy", "req_x", "v");
+            w.begin("http");
+            w.begin("request");
+            w.field("method", "GET");
+            w.field("id", "x");
+            w.end();
+            w.begin("response");
+            w.end();
+            w.field("version", "1.1");
+            w.end();
+            w.begin("empty");
+            w.begin("deeper");
+            w.end();
+            w.end();
+            w.begin("envoy");
+            w.field_escaped("req_\"x", 5u64);
+            w.end();
         });
-        assert_eq!(
-            s,
-            r#"{"@timestamp":"t","http":{"request":{"method":"GET","id":"x"},"response":{"status_code":200}},"url":{"original":"/a"},"envoy":{"req_x":"v"}}"#
-        );
+        assert_eq!(s, r#"{"@timestamp":"t","http":{"request":{"method":"GET","id":"x"},"version":"1.1"},"envoy":{"req_\"x":5}}"#);
         serde_json::from_str::<serde_json::Value>(&s).unwrap();
     }
 
     #[test]
     fn escapes_strings() {
-        let s = doc(|w| w.field("m", "a\"b\\c\n\u{1}é"));
-        assert_eq!(s, r#"{"m":"a\"b\\c\n\u0001é"}"#);
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v["m"], "a\"b\\c\n\u{1}é");
+        for (input, want) in [
+            ("a\"b\\c\n\u{1}é", r#""a\"b\\c\n\u0001é""#),
+            ("0123456789abcdef\"", r#""0123456789abcdef\"""#),
+            ("01234567\t", r#""01234567\t""#),
+            ("plain text that is long enough to take the word path", r#""plain text that is long enough to take the word path""#),
+            ("", r#""""#),
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, input);
+            assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, input);
+        }
+    }
+
+    #[test]
+    fn swar_agrees_with_the_byte_rule() {
+        for b in 0u8..=255 {
+            for pos in 0..8 {
+                let mut w = [b'a'; 8];
+                w[pos] = b;
+                let want = b < 0x20 || b == b'"' || b == b'\\';
+                assert_eq!(word_needs_escape(u64::from_le_bytes(w)), want, "byte {b:#x} at {pos}");
+            }
+        }
     }
 
     #[test]
     fn arrays_and_empty() {
-        assert_eq!(
-            doc(|w| w.field("a.b", StrArray(["x", "y"].into_iter()))),
-            r#"{"a":{"b":["x","y"]}}"#
-        );
+        assert_eq!(doc(|w| w.field("b", StrArray(["x", "y"].into_iter()))), r#"{"b":["x","y"]}"#);
         assert_eq!(doc(|_| {}), "{}");
-    }
-
-    #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "object http written twice")]
-    fn reopening_a_group_is_caught() {
-        doc(|w| {
-            w.field("http.a", 1u16);
-            w.field("url.b", 1u16);
-            w.field("http.c", 1u16);
-        });
     }
 }
