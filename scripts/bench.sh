@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Whole-agent benchmark: N lines of ../shared/bench/gen_istio_cri.py in a node-like tree,
-# read by `meshtrail run --once` → parse → classify → render → sink (blackhole, then file).
+# read by `meshtrail run --once` → parse → classify → sink: blackhole (events counted, not
+# encoded, as Vector's blackhole and Fluent Bit's null output), blackhole-encode (each event
+# also encoded as its JSON document), file (encoded and written).
 # Prints lines/s, CPU seconds, lines per CPU-second and peak RSS for each.
 #
 # usage: scripts/bench.sh [LINES]        (default 1000000)
@@ -20,10 +22,12 @@ mkdir -p "$pod" "$work/containers"
 ln "$input" "$pod/0.log" 2>/dev/null || cp "$input" "$pod/0.log"
 ln -s "$pod/0.log" "$work/containers/istio-ingressgateway-7d4f_istio-system_istio-proxy-$(printf 'a%.0s' $(seq 64)).log"
 bytes=$(stat -c %s "$input")
-printf '%-10s %10s %10s %8s %8s %14s %10s\n' sink lines/s "MB/s" "wall s" "CPU s" "lines/CPU-s" "peak RSS"
-for sink in blackhole file; do
+printf '%-17s %10s %10s %8s %8s %14s %10s\n' sink lines/s "MB/s" "wall s" "CPU s" "lines/CPU-s" "peak RSS"
+for sink in blackhole blackhole-encode file; do
   rm -rf "$work/data" "$work/out"
   sink_cfg="type: $sink"
+  [ "$sink" = blackhole-encode ] && sink_cfg="type: blackhole
+  encode: true"
   [ "$sink" = file ] && sink_cfg="type: file
   path: $work/out/events.ndjson
   max_file_bytes: 1000000000000"
@@ -38,7 +42,7 @@ YAML
   /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
   read -r wall user sys rss <"$work/time"
   awk -v s="$sink" -v n="$lines" -v b="$bytes" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
-    cpu = u + y; printf "%-10s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'
+    cpu = u + y; printf "%-17s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'
   if [ "$sink" = file ]; then
     got=$(wc -l <"$work/out/events.ndjson")
     [ "$got" -eq "$lines" ] || { echo "file sink holds $got events, expected $lines" >&2; exit 1; }

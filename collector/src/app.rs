@@ -168,6 +168,7 @@ pub fn run_until(settings: &Settings, stop: &AtomicBool, once: bool) -> anyhow::
     let line_rx = Arc::new(Mutex::new(line_rx));
     let options = Options {
         keep_original: settings.keep_original,
+        no_documents: !sink.wants_documents(),
     };
 
     let workers: Vec<_> = (0..settings.workers)

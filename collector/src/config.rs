@@ -87,6 +87,9 @@ pub struct SinkConfig {
     pub max_file_bytes: Option<u64>,
     /// For `file`: rotated files kept. Default 5.
     pub max_files: Option<usize>,
+    /// For `blackhole`: encode each event as its JSON document before dropping it (to
+    /// measure encoding). Default false: events are parsed, classified and counted only.
+    pub encode: Option<bool>,
 }
 
 /// A configuration value that cannot be used.
@@ -156,7 +159,10 @@ pub enum Sink {
         max_files: usize,
     },
     /// Discarded (benchmarks).
-    Blackhole,
+    Blackhole {
+        /// Encode documents before dropping them.
+        encode: bool,
+    },
 }
 
 /// The validated configuration.
@@ -349,11 +355,26 @@ impl Config {
                         "path, max_file_bytes and max_files belong to the file sink",
                     ));
                 }
-                if kind == "stdout" {
-                    Sink::Stdout
-                } else {
-                    Sink::Blackhole
+                match (kind, s.encode) {
+                    ("stdout", Some(_)) => {
+                        return Err(invalid(
+                            "sink.type",
+                            kind,
+                            "encode belongs to the blackhole sink",
+                        ));
+                    }
+                    ("stdout", None) => Sink::Stdout,
+                    _ => Sink::Blackhole {
+                        encode: s.encode.unwrap_or(false),
+                    },
                 }
+            }
+            "file" if s.encode.is_some() => {
+                return Err(invalid(
+                    "sink.encode",
+                    s.encode,
+                    "encode belongs to the blackhole sink",
+                ));
             }
             "file" => {
                 let max_bytes = s.max_file_bytes.unwrap_or(100 << 20);

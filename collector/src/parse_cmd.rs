@@ -45,6 +45,7 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<Stats> {
         &parser,
         Options {
             keep_original: args.keep_original,
+            no_documents: false,
         },
     );
     let stdout = io::stdout();

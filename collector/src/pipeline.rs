@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use meshtrail_parsers::classify::{self, Role, Verdict};
-use meshtrail_parsers::envoy::{Fields, Hint, Parsed, Parser};
+use meshtrail_parsers::envoy::{Fields, Hint, Outcome, Parser};
 use meshtrail_parsers::partial::Joined;
 
 use crate::document::{self, Host, Origin};
@@ -15,6 +15,8 @@ use crate::enrich::PathMeta;
 pub struct Options {
     /// Copy the access-log line into `event.original`.
     pub keep_original: bool,
+    /// Skip encoding documents (the sink does not read them).
+    pub no_documents: bool,
 }
 
 /// What happened to the lines, for `--stats` and the self-metrics.
@@ -132,20 +134,27 @@ impl<'p> LineProcessor<'p> {
         };
         self.stats.truncated += u64::from(line.truncated_bytes > 0);
         self.stats.invalid_utf8 += u64::from(invalid_utf8);
-        match self.parser.parse(&text, hint) {
-            Parsed::Access { format, fields } => {
+        let mut fields = Fields::new();
+        match self.parser.parse_into(&text, hint, &mut fields) {
+            Outcome::Access { format } => {
                 let verdict = classify::classify(&fields, role);
                 observer.access(&fields, &verdict, role);
-                let original = self.options.keep_original.then_some(text.as_ref());
-                document::access(out, &origin, format, &fields, &verdict, original);
+                if !self.options.no_documents {
+                    let original = self.options.keep_original.then_some(text.as_ref());
+                    document::access(out, &origin, format, &fields, &verdict, original);
+                }
                 self.stats.count_access(format);
             }
-            Parsed::Other(failure) => {
-                document::container(out, &origin, &text, failure.as_ref());
+            Outcome::Other(failure) => {
+                if !self.options.no_documents {
+                    document::container(out, &origin, &text, failure.as_ref());
+                }
                 self.stats.container += 1;
                 self.stats.parse_errors += u64::from(failure.is_some());
             }
         }
-        out.push(b'\n');
+        if !self.options.no_documents {
+            out.push(b'\n');
+        }
     }
 }

@@ -94,10 +94,25 @@ mod tests {
         assert_eq!(ip_port("/var/run/sock"), None);
         assert_eq!(ip_port("host:80"), None);
         assert_eq!(ip_port("10.0.0.1:99999"), None);
-        for bad in ["10.0.0", "10.0.0.256", "10.0.0.1.2", "010.0.0.1", "1..2.3", "", "1.2.3.4."] {
+        for bad in [
+            "10.0.0",
+            "10.0.0.256",
+            "10.0.0.1.2",
+            "010.0.0.1",
+            "1..2.3",
+            "",
+            "1.2.3.4.",
+        ] {
             assert!(!is_ip(bad), "{bad}");
         }
-        for good in ["0.0.0.0", "255.255.255.255", "10.44.1.27", "::1", "2406:da24::14", "::ffff:10.0.0.1"] {
+        for good in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.44.1.27",
+            "::1",
+            "2406:da24::14",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_ip(good), "{good}");
             assert_eq!(is_ip(good), good.parse::<IpAddr>().is_ok(), "{good}");
         }

@@ -106,8 +106,14 @@ fn write_time(w: &mut ObjectWriter<'_>, key: &'static str, raw: &str, nanos: boo
         w.field(key, Preformatted(b));
         return true;
     }
-    let Some(t) = Timestamp::parse(raw) else { return false };
-    let text = if nanos { t.nanos().to_string() } else { t.millis().to_string() };
+    let Some(t) = Timestamp::parse(raw) else {
+        return false;
+    };
+    let text = if nanos {
+        t.nanos().to_string()
+    } else {
+        t.millis().to_string()
+    };
     w.field(key, text.as_str());
     true
 }
@@ -169,9 +175,16 @@ fn origin_fields(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
     if let Some(offset) = o.offset {
         w.field("offset", offset);
     }
-    let flags = [(o.joined, "multiline"), (o.truncated_bytes > 0, "truncated"), (o.invalid_utf8, "invalid_utf8")];
+    let flags = [
+        (o.joined, "multiline"),
+        (o.truncated_bytes > 0, "truncated"),
+        (o.invalid_utf8, "invalid_utf8"),
+    ];
     if flags.iter().any(|(on, _)| *on) {
-        w.field("flags", StrArray(flags.iter().filter(|(on, _)| *on).map(|(_, f)| *f)));
+        w.field(
+            "flags",
+            StrArray(flags.iter().filter(|(on, _)| *on).map(|(_, f)| *f)),
+        );
     }
     w.end();
 }
@@ -187,13 +200,22 @@ fn event_head(w: &mut ObjectWriter<'_>, dataset: &'static str, id: Option<&[u8]>
 }
 
 /// A line that is not an access log: `meshtrail.container`.
-pub fn container(out: &mut Vec<u8>, origin: &Origin<'_>, message: &str, failure: Option<&Failure<'_>>) {
+pub fn container(
+    out: &mut Vec<u8>,
+    origin: &Origin<'_>,
+    message: &str,
+    failure: Option<&Failure<'_>>,
+) {
     let mut w = ObjectWriter::new(out);
     if let Some(t) = origin.created {
         write_time(&mut w, "@timestamp", t, false);
     }
     w.begin("event");
-    event_head(&mut w, "meshtrail.container", origin.id.as_ref().map(|i| &i[..]));
+    event_head(
+        &mut w,
+        "meshtrail.container",
+        origin.id.as_ref().map(|i| &i[..]),
+    );
     if let Some(t) = origin.created {
         write_time(&mut w, "created", t, true);
     }
@@ -229,20 +251,45 @@ const ENVOY_NAMES: &[&str] = &[
 ];
 
 /// An access log: `meshtrail.access`.
-pub fn access(out: &mut Vec<u8>, origin: &Origin<'_>, format: &str, f: &Fields<'_>, v: &Verdict<'_>, original: Option<&str>) {
+pub fn access(
+    out: &mut Vec<u8>,
+    origin: &Origin<'_>,
+    format: &str,
+    f: &Fields<'_>,
+    v: &Verdict<'_>,
+    original: Option<&str>,
+) {
     let mut w = ObjectWriter::new(out);
-    if !f.get(Field::StartTime).is_some_and(|t| write_time(&mut w, "@timestamp", t, false)) {
+    if !f
+        .get(Field::StartTime)
+        .is_some_and(|t| write_time(&mut w, "@timestamp", t, false))
+    {
         if let Some(t) = origin.created {
             write_time(&mut w, "@timestamp", t, false);
         }
     }
 
     w.begin("event");
-    event_head(&mut w, "meshtrail.access", origin.id.as_ref().map(|i| &i[..]));
-    let category: &[&str] = if v.http { &["network", "web"] } else { &["network"] };
+    event_head(
+        &mut w,
+        "meshtrail.access",
+        origin.id.as_ref().map(|i| &i[..]),
+    );
+    let category: &[&str] = if v.http {
+        &["network", "web"]
+    } else {
+        &["network"]
+    };
     w.field("category", StrArray(category.iter().copied()));
-    let types = [(true, "access"), (v.denied(), "denied"), (v.error(), "error")];
-    w.field("type", StrArray(types.iter().filter(|(on, _)| *on).map(|(_, t)| *t)));
+    let types = [
+        (true, "access"),
+        (v.denied(), "denied"),
+        (v.error(), "error"),
+    ];
+    w.field(
+        "type",
+        StrArray(types.iter().filter(|(on, _)| *on).map(|(_, t)| *t)),
+    );
     w.field("outcome", v.event_outcome.as_str());
     if let Some(ms) = f.int(Field::Duration) {
         w.field("duration", ms.saturating_mul(1_000_000));
@@ -295,8 +342,18 @@ pub fn access(out: &mut Vec<u8>, origin: &Origin<'_>, format: &str, f: &Fields<'
     }
     w.end();
 
-    let source_ip = address(&mut w, "source", f.get(Field::DownstreamRemoteAddress), f.int(Field::BytesReceived));
-    address(&mut w, "destination", f.get(Field::UpstreamHost), f.int(Field::BytesSent));
+    let source_ip = address(
+        &mut w,
+        "source",
+        f.get(Field::DownstreamRemoteAddress),
+        f.int(Field::BytesReceived),
+    );
+    address(
+        &mut w,
+        "destination",
+        f.get(Field::UpstreamHost),
+        f.int(Field::BytesSent),
+    );
     let xff = f.get(Field::XForwardedFor);
     if let Some(ip) = xff.and_then(addr::first_forwarded_ip).or(source_ip) {
         w.begin("client");
@@ -312,7 +369,14 @@ pub fn access(out: &mut Vec<u8>, origin: &Origin<'_>, format: &str, f: &Fields<'
     tls(&mut w, f);
 
     w.begin("network");
-    w.field("transport", if f.get(Field::Protocol) == Some("HTTP/3") { "udp" } else { "tcp" });
+    w.field(
+        "transport",
+        if f.get(Field::Protocol) == Some("HTTP/3") {
+            "udp"
+        } else {
+            "tcp"
+        },
+    );
     if v.http {
         w.field("protocol", "http");
     }
@@ -332,7 +396,12 @@ pub fn access(out: &mut Vec<u8>, origin: &Origin<'_>, format: &str, f: &Fields<'
 }
 
 /// `<group>.address`, `.ip`, `.port`, `.bytes`; returns the IP.
-fn address<'a>(w: &mut ObjectWriter<'_>, group: &'static str, raw: Option<&'a str>, bytes: Option<u64>) -> Option<&'a str> {
+fn address<'a>(
+    w: &mut ObjectWriter<'_>,
+    group: &'static str,
+    raw: Option<&'a str>,
+    bytes: Option<u64>,
+) -> Option<&'a str> {
     let mut ip = None;
     w.begin(group);
     if let Some(a) = raw {
@@ -391,9 +460,18 @@ fn envoy(w: &mut ObjectWriter<'_>, f: &Fields<'_>, xff: Option<&str>) {
     }
     let texts = [
         (Field::ResponseCodeDetails, "response_code_details"),
-        (Field::ConnectionTerminationDetails, "connection_termination_details"),
-        (Field::UpstreamTransportFailureReason, "upstream_transport_failure_reason"),
-        (Field::DownstreamTransportFailureReason, "downstream_transport_failure_reason"),
+        (
+            Field::ConnectionTerminationDetails,
+            "connection_termination_details",
+        ),
+        (
+            Field::UpstreamTransportFailureReason,
+            "upstream_transport_failure_reason",
+        ),
+        (
+            Field::DownstreamTransportFailureReason,
+            "downstream_transport_failure_reason",
+        ),
     ];
     for (field, key) in texts {
         if let Some(v) = f.get(field) {
@@ -419,7 +497,14 @@ fn envoy(w: &mut ObjectWriter<'_>, f: &Fields<'_>, xff: Option<&str>) {
             }
             if let Some(s) = parts.subset {
                 // Inbound clusters of Istio before 1.6 carry the port name there.
-                w.field(if parts.direction == Direction::Inbound { "port_name" } else { "subset" }, s);
+                w.field(
+                    if parts.direction == Direction::Inbound {
+                        "port_name"
+                    } else {
+                        "subset"
+                    },
+                    s,
+                );
             }
             if let Some(h) = parts.host {
                 w.field("host", h);
@@ -447,7 +532,9 @@ fn envoy(w: &mut ObjectWriter<'_>, f: &Fields<'_>, xff: Option<&str>) {
             name
         };
         match value.parse::<i64>() {
-            Ok(n) if value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit()) => w.field_escaped(key, n),
+            Ok(n) if value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit()) => {
+                w.field_escaped(key, n)
+            }
             _ => w.field_escaped(key, value),
         }
     }
@@ -484,8 +571,16 @@ fn security(w: &mut ObjectWriter<'_>, v: &Verdict<'_>) {
 
 /// `meshtrail.peer.*` from a SPIFFE identity `spiffe://<td>/ns/<ns>/sa/<sa>`.
 fn peer(w: &mut ObjectWriter<'_>, f: &Fields<'_>) {
-    let Some(san) = f.get(Field::DownstreamPeerUriSan) else { return };
-    let Some(id) = san.split(',').map(str::trim).find_map(|s| s.strip_prefix("spiffe://")) else { return };
+    let Some(san) = f.get(Field::DownstreamPeerUriSan) else {
+        return;
+    };
+    let Some(id) = san
+        .split(',')
+        .map(str::trim)
+        .find_map(|s| s.strip_prefix("spiffe://"))
+    else {
+        return;
+    };
     let mut parts = id.split('/');
     let td = parts.next().filter(|s| !s.is_empty());
     let (ns, sa) = match (parts.next(), parts.next(), parts.next(), parts.next()) {

@@ -106,7 +106,10 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// Writes `"key":` for a key known to need no escaping.
 #[inline]
 fn write_plain_key(out: &mut Vec<u8>, key: &str) {
-    debug_assert!(!key.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'), "key {key:?} needs escaping");
+    debug_assert!(
+        !key.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'),
+        "key {key:?} needs escaping"
+    );
     out.reserve(key.len() + 3);
     out.push(b'"');
     out.extend_from_slice(key.as_bytes());
@@ -130,7 +133,12 @@ impl<'o> ObjectWriter<'o> {
     /// Starts an object at the end of `out`.
     pub fn new(out: &'o mut Vec<u8>) -> Self {
         out.push(b'{');
-        ObjectWriter { out, keys: [""; MAX_DEPTH], depth: 0, written: 0 }
+        ObjectWriter {
+            out,
+            keys: [""; MAX_DEPTH],
+            depth: 0,
+            written: 0,
+        }
     }
 
     fn comma(&mut self) {
@@ -141,7 +149,10 @@ impl<'o> ObjectWriter<'o> {
 
     /// Begins the nested object `key`; it appears only if a field is written in it.
     pub fn begin(&mut self, key: &'static str) {
-        debug_assert!(self.depth < MAX_DEPTH, "objects nested deeper than {MAX_DEPTH}");
+        debug_assert!(
+            self.depth < MAX_DEPTH,
+            "objects nested deeper than {MAX_DEPTH}"
+        );
         self.keys[self.depth] = key;
         self.depth += 1;
     }
@@ -225,7 +236,10 @@ mod tests {
             w.field_escaped("req_\"x", 5u64);
             w.end();
         });
-        assert_eq!(s, r#"{"@timestamp":"t","http":{"request":{"method":"GET","id":"x"},"version":"1.1"},"envoy":{"req_\"x":5}}"#);
+        assert_eq!(
+            s,
+            r#"{"@timestamp":"t","http":{"request":{"method":"GET","id":"x"},"version":"1.1"},"envoy":{"req_\"x":5}}"#
+        );
         serde_json::from_str::<serde_json::Value>(&s).unwrap();
     }
 
@@ -235,7 +249,10 @@ mod tests {
             ("a\"b\\c\n\u{1}é", r#""a\"b\\c\n\u0001é""#),
             ("0123456789abcdef\"", r#""0123456789abcdef\"""#),
             ("01234567\t", r#""01234567\t""#),
-            ("plain text that is long enough to take the word path", r#""plain text that is long enough to take the word path""#),
+            (
+                "plain text that is long enough to take the word path",
+                r#""plain text that is long enough to take the word path""#,
+            ),
             ("", r#""""#),
         ] {
             let mut out = Vec::new();
@@ -253,14 +270,21 @@ mod tests {
                 let mut w = [b'a'; 8];
                 w[pos] = b;
                 let want = b < 0x20 || b == b'"' || b == b'\\';
-                assert_eq!(word_needs_escape(u64::from_le_bytes(w)), want, "byte {b:#x} at {pos}");
+                assert_eq!(
+                    word_needs_escape(u64::from_le_bytes(w)),
+                    want,
+                    "byte {b:#x} at {pos}"
+                );
             }
         }
     }
 
     #[test]
     fn arrays_and_empty() {
-        assert_eq!(doc(|w| w.field("b", StrArray(["x", "y"].into_iter()))), r#"{"b":["x","y"]}"#);
+        assert_eq!(
+            doc(|w| w.field("b", StrArray(["x", "y"].into_iter()))),
+            r#"{"b":["x","y"]}"#
+        );
         assert_eq!(doc(|_| {}), "{}");
     }
 }

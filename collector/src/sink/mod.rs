@@ -13,6 +13,13 @@ use crate::config::Sink as SinkConfig;
 pub trait Sink: Send {
     /// Writes and flushes one batch of NDJSON documents.
     fn write_batch(&mut self, docs: &[u8]) -> io::Result<()>;
+
+    /// Whether the sink reads documents. A sink that does not (the blackhole) gets events
+    /// parsed, classified and counted but not encoded, as Vector's blackhole and Fluent
+    /// Bit's null output take events without serializing them.
+    fn wants_documents(&self) -> bool {
+        true
+    }
 }
 
 /// Standard output.
@@ -26,12 +33,18 @@ impl Sink for Stdout {
     }
 }
 
-/// Discards everything (benchmarks).
-pub struct Blackhole;
+/// Discards everything (benchmarks); with `encode`, documents are built first.
+pub struct Blackhole {
+    encode: bool,
+}
 
 impl Sink for Blackhole {
     fn write_batch(&mut self, _: &[u8]) -> io::Result<()> {
         Ok(())
+    }
+
+    fn wants_documents(&self) -> bool {
+        self.encode
     }
 }
 
@@ -44,7 +57,7 @@ pub fn build(
 ) -> io::Result<(Box<dyn Sink>, Vec<String>)> {
     Ok(match config {
         SinkConfig::Stdout => (Box::new(Stdout(io::stdout())), Vec::new()),
-        SinkConfig::Blackhole => (Box::new(Blackhole), Vec::new()),
+        SinkConfig::Blackhole { encode } => (Box::new(Blackhole { encode: *encode }), Vec::new()),
         SinkConfig::File {
             path,
             max_bytes,

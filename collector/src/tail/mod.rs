@@ -270,7 +270,10 @@ impl Tailer {
     /// Every file at its end, nothing waiting for a last partial record, all acknowledged.
     fn drained(&self) -> bool {
         self.budget.used() == 0
-            && self.files.iter().all(|t| t.at_eof && t.carry.is_empty() && t.joiner.pending_since().is_none())
+            && self
+                .files
+                .iter()
+                .all(|t| t.at_eof && t.carry.is_empty() && t.joiner.pending_since().is_none())
     }
 
     fn new_id(&mut self) -> FileId {

@@ -208,6 +208,17 @@ impl<'a> Run<'a, 'a> {
 impl Program {
     /// Matches a whole line (without its newline) against the format.
     pub fn matches<'a>(&'a self, line: &'a str) -> Result<Fields<'a>, Mismatch<'a>> {
+        let mut out = Fields::new();
+        self.matches_into(line, &mut out).map(|()| out)
+    }
+
+    /// [`Program::matches`] into the caller's `out`, which must be empty; on failure it holds
+    /// whatever was read before the mismatch. Saves moving the fields on the hot path.
+    pub fn matches_into<'a>(
+        &'a self,
+        line: &'a str,
+        out: &mut Fields<'a>,
+    ) -> Result<(), Mismatch<'a>> {
         let mut run = Run {
             program: self,
             line,
@@ -225,7 +236,7 @@ impl Program {
         };
         if self.steps.is_empty() {
             return if line.len() == self.prefix.len() {
-                Ok(Fields::new())
+                Ok(())
             } else {
                 Err(Mismatch {
                     position: self.prefix.len(),
@@ -234,9 +245,8 @@ impl Program {
                 })
             };
         }
-        let mut out = Fields::new();
-        if run.steps(&mut out, 0, self.prefix.len()) {
-            Ok(out)
+        if run.steps(out, 0, self.prefix.len()) {
+            Ok(())
         } else {
             Err(run.best)
         }

@@ -19,4 +19,4 @@ pub use flags::Flags;
 pub use format::{FormatError, FormatErrorKind, Operator, Token, tokenize};
 pub use json::JsonProblem;
 pub use matcher::{Expected, Mismatch};
-pub use parser::{Failure, Hint, Parsed, Parser, ParserError};
+pub use parser::{Failure, Hint, Outcome, Parsed, Parser, ParserError};
