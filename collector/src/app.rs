@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -52,33 +52,102 @@ pub fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
     let handle = signals.handle();
     let stop_on_signal = stop.clone();
     let reload_path = config_path.map(Path::to_owned);
-    let signal_thread = std::thread::spawn(move || {
-        let mut signals = signals;
-        for sig in signals.forever() {
-            if sig == SIGHUP {
-                // Validated now so a bad edit is reported at once; applied at the next start.
-                match load(reload_path.as_deref()) {
-                    Ok(_) => warn!(
-                        "configuration reloaded and valid; restart the pod to apply changes to running stages"
-                    ),
-                    Err(e) => {
-                        error!(error = %format!("{e:#}"), "configuration reload refused; keeping the running one")
-                    }
+    let live = Arc::new(Live::new(&settings)?);
+    let signal_thread = {
+        let (live, running) = (live.clone(), settings.clone());
+        std::thread::spawn(move || {
+            let mut signals = signals;
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    reload(reload_path.as_deref(), &running, &live);
+                    continue;
                 }
-                continue;
+                info!(
+                    signal = sig,
+                    "shutting down: reading stops, in-flight lines are flushed and checkpointed"
+                );
+                stop_on_signal.store(true, Ordering::Relaxed);
+                break;
             }
-            info!(
-                signal = sig,
-                "shutting down: reading stops, in-flight lines are flushed and checkpointed"
-            );
-            stop_on_signal.store(true, Ordering::Relaxed);
-            break;
-        }
-    });
-    let result = run_until(&settings, &stop, once);
+        })
+    };
+    let result = run_until(&settings, &stop, once, live);
     handle.close();
     let _ = signal_thread.join();
     result
+}
+
+/// What a SIGHUP can change in a running agent: the tail stage's options and the formats.
+pub struct Live {
+    /// New tail options for the tailer to take.
+    tail: Arc<Mutex<Option<TailOptions>>>,
+    /// The parser the workers use for their next batch.
+    parser: RwLock<Arc<Parser>>,
+}
+
+impl Live {
+    /// The running configuration's tail options and parser.
+    pub fn new(settings: &Settings) -> anyhow::Result<Live> {
+        let parser = Parser::from_specs(settings.formats.iter().map(String::as_str))
+            .context("pipeline.formats")?;
+        Ok(Live {
+            tail: Arc::new(Mutex::new(None)),
+            parser: RwLock::new(Arc::new(parser)),
+        })
+    }
+
+    fn parser(&self) -> Arc<Parser> {
+        self.parser
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// SIGHUP: reads the configuration again; a bad one is refused and the running one kept.
+/// Tail options and formats apply at once; what needs a restart is named.
+fn reload(path: Option<&Path>, running: &Settings, live: &Live) {
+    let new = match load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "configuration reload refused; keeping the running one");
+            return;
+        }
+    };
+    let (tail, parser) = match (
+        TailOptions::from_settings(&new),
+        Parser::from_specs(new.formats.iter().map(String::as_str)),
+    ) {
+        (Ok(t), Ok(p)) => (t, p),
+        (Err(e), _) => {
+            return error!(error = %e, "configuration reload refused; keeping the running one");
+        }
+        (_, Err(e)) => {
+            return error!(error = %e, "configuration reload refused; keeping the running one");
+        }
+    };
+    *live.tail.lock().unwrap_or_else(PoisonError::into_inner) = Some(tail);
+    *live.parser.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(parser);
+    let mut restart = Vec::new();
+    if new.sink != running.sink {
+        restart.push("sink");
+    }
+    if new.data_dir != running.data_dir {
+        restart.push("data_dir");
+    }
+    if new.workers != running.workers {
+        restart.push("pipeline.workers");
+    }
+    if new.max_in_flight_bytes != running.max_in_flight_bytes {
+        restart.push("pipeline.max_in_flight_bytes");
+    }
+    if new.node_name != running.node_name || new.cluster_name != running.cluster_name {
+        restart.push("node_name/cluster_name");
+    }
+    info!(formats = ?new.formats, include = ?new.include, "configuration reloaded: tail options and formats applied");
+    if !restart.is_empty() {
+        warn!(fields = ?restart, "these changed fields apply at the next start");
+    }
 }
 
 /// Reads and validates the configuration.
@@ -91,7 +160,12 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
 }
 
 /// Runs the pipeline until `stop` is set, then drains.
-pub fn run_until(settings: &Settings, stop: &AtomicBool, once: bool) -> anyhow::Result<()> {
+pub fn run_until(
+    settings: &Settings,
+    stop: &AtomicBool,
+    once: bool,
+    live: Arc<Live>,
+) -> anyhow::Result<()> {
     // One descriptor per tracked file: a node with a thousand containers needs more than the
     // usual soft limit of 1024.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -101,14 +175,11 @@ pub fn run_until(settings: &Settings, stop: &AtomicBool, once: bool) -> anyhow::
     let counters = Arc::new(Counters::default());
     let acks = Arc::new(Acks::default());
     let budget = Arc::new(Budget::new(settings.max_in_flight_bytes));
-    let parser = Arc::new(
-        Parser::from_specs(settings.formats.iter().map(String::as_str))
-            .context("pipeline.formats")?,
-    );
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let mut opts = TailOptions::from_settings(settings).map_err(anyhow::Error::msg)?;
     opts.once = once;
+    opts.reload = Some(live.tail.clone());
     let host = Arc::new(Host {
         node: settings.node_name.clone(),
         cluster: settings.cluster_name.clone(),
@@ -173,16 +244,16 @@ pub fn run_until(settings: &Settings, stop: &AtomicBool, once: bool) -> anyhow::
 
     let workers: Vec<_> = (0..settings.workers)
         .map(|n| {
-            let (rx, tx, parser, counters, host) = (
+            let (rx, tx, live, counters, host) = (
                 line_rx.clone(),
                 doc_tx.clone(),
-                parser.clone(),
+                live.clone(),
                 counters.clone(),
                 host.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("meshtrail-worker-{n}"))
-                .spawn(move || worker(&rx, &tx, &parser, options, &host, &counters))
+                .spawn(move || worker(&rx, &tx, &live, options, &host, &counters))
         })
         .collect::<Result<_, _>>()
         .context("starting workers")?;
@@ -207,18 +278,23 @@ pub fn run_until(settings: &Settings, stop: &AtomicBool, once: bool) -> anyhow::
 fn worker(
     rx: &Mutex<Receiver<LineBatch>>,
     tx: &SyncSender<DocBatch>,
-    parser: &Parser,
+    live: &Live,
     options: Options,
     host: &Host,
     counters: &Counters,
 ) {
-    let mut processor = LineProcessor::new(parser, options);
+    let mut processor = LineProcessor::new(live.parser(), options);
     loop {
         let batch = match rx.lock() {
             Ok(rx) => rx.recv(),
             Err(p) => p.into_inner().recv(),
         };
         let Ok(batch) = batch else { return };
+        // A SIGHUP may have brought new formats.
+        let current = live.parser();
+        if !Arc::ptr_eq(&current, processor.parser()) {
+            processor = LineProcessor::new(current, options);
+        }
         let before = processor.stats.clone();
         let docs = render(&batch, &mut processor, host);
         let after = &processor.stats;
@@ -250,7 +326,7 @@ fn worker(
     }
 }
 
-fn render(batch: &LineBatch, processor: &mut LineProcessor<'_>, host: &Host) -> Vec<u8> {
+fn render(batch: &LineBatch, processor: &mut LineProcessor, host: &Host) -> Vec<u8> {
     let mut docs = Vec::with_capacity(batch.data.len() * 3);
     let mut hint = Hint::default();
     let file: &FileMeta = &batch.file;

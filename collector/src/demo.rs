@@ -389,7 +389,7 @@ pub fn run(dir: &Path, lines: u64) -> anyhow::Result<()> {
     fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let files = generate(&logs, lines)?;
     let parser = Parser::auto();
-    let mut processor = LineProcessor::new(&parser, Options::default());
+    let mut processor = LineProcessor::new(std::sync::Arc::new(parser), Options::default());
     let mut summary = Summary::default();
     let events_path = dir.join("events.ndjson");
     let mut out = BufWriter::new(

@@ -42,7 +42,7 @@ pub fn parser(formats: &[String]) -> anyhow::Result<Parser> {
 pub fn run(args: &ParseArgs) -> anyhow::Result<Stats> {
     let parser = parser(&args.formats)?;
     let mut processor = LineProcessor::new(
-        &parser,
+        std::sync::Arc::new(parser),
         Options {
             keep_original: args.keep_original,
             no_documents: false,
@@ -88,7 +88,7 @@ fn parse_stream(
     reader: impl Read,
     file: Option<&str>,
     args: &ParseArgs,
-    processor: &mut LineProcessor<'_>,
+    processor: &mut LineProcessor,
     out: &mut impl Write,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);

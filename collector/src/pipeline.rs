@@ -2,6 +2,7 @@
 //! no I/O: the callers (`meshtrail parse`, the agent's workers) feed it and take the bytes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use meshtrail_parsers::classify::{self, Role, Verdict};
 use meshtrail_parsers::envoy::{Fields, Hint, Outcome, Parser};
@@ -67,21 +68,27 @@ impl Observe for () {
 }
 
 /// Turns lines into documents with one parser.
-pub struct LineProcessor<'p> {
-    parser: &'p Parser,
+pub struct LineProcessor {
+    parser: Arc<Parser>,
     options: Options,
     /// Counters so far.
     pub stats: Stats,
 }
 
-impl<'p> LineProcessor<'p> {
+impl LineProcessor {
     /// A processor for `parser`.
-    pub fn new(parser: &'p Parser, options: Options) -> Self {
+    pub fn new(parser: Arc<Parser>, options: Options) -> Self {
+        let stats = Stats::new(&parser);
         LineProcessor {
             parser,
             options,
-            stats: Stats::new(parser),
+            stats,
         }
+    }
+
+    /// The parser it uses.
+    pub fn parser(&self) -> &Arc<Parser> {
+        &self.parser
     }
 
     /// Appends the document of one joined line (and a newline) to `out`. `hint` belongs to

@@ -244,3 +244,66 @@ fn corrupt_checkpoint_is_reported_and_set_aside() {
     assert!(node.root.join("data/checkpoints.json.corrupt").exists());
     exactly_once(&node.output(), &[("c", 500)]).unwrap();
 }
+
+#[test]
+fn sighup_applies_formats_and_patterns_and_refuses_a_bad_file() {
+    let node = Node::new("sighup");
+    let a = node.container("shop", "pod-a", "istio-proxy");
+    let b = node.container("shop", "pod-b", "istio-proxy");
+    let config = node.root.join("meshtrail.yaml");
+    let write = |include: &str, formats: &str| {
+        let text = format!(
+            "node_name: n\ndata_dir: {root}/data\ntail:\n  include: [\"{root}/containers/{include}\"]\n  poll_interval_ms: 50\n\
+             pipeline:\n  formats: [{formats}]\nsink:\n  type: file\n  path: {root}/out/events.ndjson\n",
+            root = node.root.display()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write("pod-a_*.log", "envoy-default");
+    let mut agent = Agent::start(&config);
+    let (mut wa, mut wb) = (Writer::new("a", &a), Writer::new("b", &b));
+    wa.line();
+    wa.flush();
+    wb.line();
+    wb.flush();
+    eventually(DRAIN, "line a-0", || node.output().contains("seq-a-0"));
+    let first = node.output();
+    assert!(
+        first.contains("meshtrail.container"),
+        "istio-1.9 is not envoy-default: {first}"
+    );
+    assert!(!first.contains("seq-b-"), "pod-b is not included yet");
+
+    write("*.log", "auto");
+    agent.hup();
+    eventually(DRAIN, "the reload", || {
+        agent.log().contains("configuration reloaded")
+    });
+    wa.line();
+    wa.flush();
+    eventually(DRAIN, "line a-1 and pod-b", || {
+        let out = node.output();
+        out.contains("seq-a-1") && out.contains("seq-b-0")
+    });
+    let a1 = node
+        .output()
+        .lines()
+        .find(|l| l.contains("\"seq-a-1\""))
+        .unwrap()
+        .to_owned();
+    assert!(
+        a1.contains(r#""dataset":"meshtrail.access""#) && a1.contains(r#""format":"istio-1.9""#),
+        "{a1}"
+    );
+
+    std::fs::write(&config, "pipeline:\n  workers: lots\n").unwrap();
+    agent.hup();
+    eventually(DRAIN, "the refusal", || {
+        agent.log().contains("configuration reload refused")
+    });
+    assert!(agent.running(), "a bad file does not stop the agent");
+    wa.line();
+    wa.flush();
+    eventually(DRAIN, "line a-2", || node.output().contains("seq-a-2"));
+    assert_eq!(agent.terminate(), 0);
+}

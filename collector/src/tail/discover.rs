@@ -38,6 +38,14 @@ impl Patterns {
         })
     }
 
+    /// The directories of include patterns whose directory part has no wildcard.
+    pub fn include_dirs(&self) -> Vec<PathBuf> {
+        self.include
+            .iter()
+            .filter_map(|p| super::watch::pattern_dir(p))
+            .collect()
+    }
+
     fn excluded(&self, path: &Path) -> bool {
         self.exclude.iter().any(|p| p.matches_path(path))
     }

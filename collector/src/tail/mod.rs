@@ -11,6 +11,7 @@
 pub mod discover;
 pub mod identity;
 pub mod reader;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -32,6 +33,7 @@ use crate::stats::{self, Counters};
 use discover::{Found, Patterns};
 use identity::{DevIno, FINGERPRINT_BYTES, fingerprint};
 use reader::FileReader;
+use watch::{Wake, Watch};
 
 /// What every line of a file shares.
 #[derive(Debug)]
@@ -140,6 +142,8 @@ pub struct TailOptions {
     pub checkpoint_interval: Duration,
     /// Stop once every file is read to its end and acknowledged (`run --once`).
     pub once: bool,
+    /// Where a SIGHUP leaves new options.
+    pub reload: Option<Arc<std::sync::Mutex<Option<TailOptions>>>>,
 }
 
 impl TailOptions {
@@ -155,6 +159,7 @@ impl TailOptions {
             rotate_wait: s.rotate_wait,
             checkpoint_interval: Duration::from_secs(1),
             once: false,
+            reload: None,
         })
     }
 }
@@ -177,6 +182,8 @@ pub struct Tailer {
     finished: Finished,
     /// When each path began to be watched: siblings rotated later are the agent's to read.
     watch_start: HashMap<PathBuf, std::time::SystemTime>,
+    /// inotify wake-ups.
+    watch: Watch,
     block: Vec<u8>,
 }
 
@@ -213,6 +220,7 @@ impl Tailer {
             delivered,
             finished: Finished::default(),
             watch_start: HashMap::new(),
+            watch: Watch::new(),
             block: Vec::new(),
         }
     }
@@ -224,6 +232,7 @@ impl Tailer {
         let mut next_checkpoint = Instant::now() + self.opts.checkpoint_interval;
         let mut first = true;
         while !stop.load(Ordering::Relaxed) {
+            self.take_reload(&mut next_scan);
             let now = Instant::now();
             if now >= next_scan {
                 self.scan(first);
@@ -247,10 +256,10 @@ impl Tailer {
                     info!("every file read to its end and acknowledged; stopping (--once)");
                     break;
                 }
-                let idle = next_scan
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(50));
-                std::thread::sleep(idle);
+                let idle = next_scan.saturating_duration_since(Instant::now());
+                if self.watch.wait(idle) == Wake::Rescan {
+                    next_scan = Instant::now();
+                }
             }
         }
         drop(out);
@@ -265,6 +274,28 @@ impl Tailer {
             );
         }
         self.checkpoint();
+    }
+
+    /// Applies options a SIGHUP left: new patterns take effect at the next scan (files no
+    /// longer matched are read to their end, then closed, like rotated ones).
+    fn take_reload(&mut self, next_scan: &mut Instant) {
+        let Some(slot) = &self.opts.reload else {
+            return;
+        };
+        let new = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut new) = new {
+            new.once = self.opts.once;
+            new.reload = self.opts.reload.clone();
+            new.checkpoint_interval = self.opts.checkpoint_interval;
+            self.opts = new;
+            for dir in self.opts.patterns.include_dirs() {
+                self.watch.dir(&dir);
+            }
+            *next_scan = Instant::now();
+        }
     }
 
     /// Every file at its end, nothing waiting for a last partial record, all acknowledged.
@@ -284,6 +315,11 @@ impl Tailer {
 
     /// Finds new files and notices tracked ones that are gone.
     fn scan(&mut self, first: bool) {
+        if first {
+            for dir in self.opts.patterns.include_dirs() {
+                self.watch.dir(&dir);
+            }
+        }
         let found = self.opts.patterns.scan();
         let mut present: HashMap<DevIno, ()> = HashMap::new();
         for f in &found {
@@ -357,6 +393,9 @@ impl Tailer {
             }
         };
         let reader_mtime = reader.size_and_mtime().and_then(|(_, m)| m);
+        if let Some(dir) = target.parent() {
+            self.watch.dir(dir);
+        }
         let id = self.new_id();
         self.acks.register(id, offset);
         if !gone {
@@ -412,7 +451,12 @@ impl Tailer {
     fn catch_up_siblings(&mut self, f: &Found) {
         let mut siblings = discover::rotated_siblings(&f.target);
         siblings.sort_by_key(|p| rotation_key(p));
-        let since = self.watch_start.get(&f.target).copied();
+        // File times come from the kernel's coarse clock, which may stamp a copy made just
+        // after the watch began a few milliseconds before it.
+        let since = self
+            .watch_start
+            .get(&f.target)
+            .map(|t| *t - Duration::from_millis(200));
         let heads: Vec<(PathBuf, Option<u64>, Option<DevIno>, bool)> = siblings
             .into_iter()
             .map(|p| {
