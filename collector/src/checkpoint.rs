@@ -21,6 +21,10 @@ pub struct Entry {
     pub ino: u64,
     /// The first byte not yet delivered.
     pub offset: u64,
+    /// The file's size when the checkpoint was written: if the file is gone at the next
+    /// start, at least `size - offset` bytes were lost to rotation, and are counted.
+    #[serde(default)]
+    pub size: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,6 +119,7 @@ mod tests {
             dev: 1,
             ino: 2,
             offset,
+            size: offset,
         }
     }
 
@@ -125,6 +130,9 @@ mod tests {
         assert_eq!(s.load().unwrap(), []);
         s.save(vec![entry(5)]).unwrap();
         assert_eq!(s.load().unwrap(), [entry(5)]);
+        // A file written before `size` existed still loads (size 0: nothing known unread).
+        fs::write(s.path(), br#"{"version":"1","files":[{"fingerprint":"ab","path":"/x","dev":1,"ino":2,"offset":5}]}"#).unwrap();
+        assert_eq!(s.load().unwrap()[0].size, 0);
         let text = fs::read_to_string(s.path()).unwrap();
         assert!(
             text.starts_with(r#"{"version":"1","files":[{"fingerprint":"ab""#),

@@ -531,7 +531,14 @@ impl Tailer {
                     self.track(None, &path, fp, entry.offset, true);
                 }
                 None => {
-                    warn!(path = %entry.path.display(), offset = entry.offset, "checkpointed file is gone; its unread tail, if any, is lost");
+                    let lost = entry.size.saturating_sub(entry.offset);
+                    stats::add(&self.counters.bytes_lost_to_rotation, lost);
+                    warn!(
+                        path = %entry.path.display(),
+                        offset = entry.offset,
+                        lost_bytes_at_least = lost,
+                        "checkpointed file is gone (rotated away and deleted while stopped); its unread tail is lost"
+                    );
                 }
             }
         }
@@ -788,6 +795,7 @@ impl Tailer {
                 dev: t.reader.dev_ino.dev,
                 ino: t.reader.dev_ino.ino,
                 offset,
+                size: t.reader.size().unwrap_or(offset),
             });
         }
         // Entries of files not found yet stay until they are (a restart before the first scan).
