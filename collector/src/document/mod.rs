@@ -599,3 +599,149 @@ fn peer(w: &mut ObjectWriter<'_>, f: &Fields<'_>) {
     }
     w.end();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshtrail_parsers::classify::{Role, classify};
+    use meshtrail_parsers::envoy::{Hint, Parsed, Parser};
+    use serde_json::{Value, json};
+
+    const LINE: &str = r#"[2026-11-24T10:00:00.123Z] "POST /pay?id=7 HTTP/2" 403 - rbac_access_denied_matched_policy[ns[shop]-policy[deny]-rule[0]] - "-" 12 19 4 - "203.0.113.7, 10.0.0.1" "curl/8.5.0" "req-1" "shop.example.com:8443" "10.44.1.27:8080" inbound|8080|| 127.0.0.6:43211 10.44.0.9:8080 10.1.2.3:40312 outbound_.8080_._.pay.shop.svc.cluster.local default tls=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 peer="spiffe://cluster.local/ns/shop/sa/web" upstream_peer="-" dtfr="-""#;
+
+    fn render(role: Option<Role>) -> Value {
+        let parser = Parser::auto();
+        let Parsed::Access { format, fields } = parser.parse(LINE, &mut Hint::default()) else {
+            panic!("not read")
+        };
+        let verdict = classify(&fields, role);
+        let kube = PathMeta {
+            namespace: Some("shop".into()),
+            pod: Some("pay-7d4f".into()),
+            pod_uid: Some("7e0b4c1a-2f7e-4d0e-9a57-0d2c8b1e6f00".into()),
+            container: Some("istio-proxy".into()),
+            container_id: None,
+        };
+        let host = Host {
+            node: "node-1".into(),
+            cluster: Some("prod".into()),
+        };
+        let origin = Origin {
+            created: Some("2026-11-24T10:00:00.200000001Z"),
+            stream: Some(Stream::Stdout),
+            file: Some("/var/log/containers/x.log"),
+            offset: Some(4096),
+            kube: Some(&kube),
+            host: Some(&host),
+            id: Some(event_id(host.id_prefix(), 0xabc, 4096)),
+            ..Origin::default()
+        };
+        let mut out = Vec::new();
+        access(&mut out, &origin, format, &fields, &verdict, None);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    /// One full document, field by field: the SCHEMA.md contract in one place.
+    #[test]
+    fn access_document() {
+        let doc = render(Some(Role::Sidecar));
+        let id = String::from_utf8(
+            event_id(
+                Host {
+                    node: "node-1".into(),
+                    cluster: Some("prod".into()),
+                }
+                .id_prefix(),
+                0xabc,
+                4096,
+            )
+            .to_vec(),
+        )
+        .unwrap();
+        let want = json!({
+            "@timestamp": "2026-11-24T10:00:00.123Z",
+            "event": {"id": id, "kind": "event", "dataset": "meshtrail.access", "category": ["network", "web"],
+                      "type": ["access", "denied"], "outcome": "failure", "duration": 4_000_000,
+                      "created": "2026-11-24T10:00:00.200000001Z"},
+            "http": {"request": {"method": "POST", "id": "req-1"}, "response": {"status_code": 403}, "version": "2"},
+            "url": {"original": "/pay?id=7", "path": "/pay", "query": "id=7", "domain": "shop.example.com", "port": 8443},
+            "source": {"address": "10.1.2.3:40312", "ip": "10.1.2.3", "port": 40312, "bytes": 12},
+            "destination": {"address": "10.44.1.27:8080", "ip": "10.44.1.27", "port": 8080, "bytes": 19},
+            "client": {"ip": "203.0.113.7"},
+            "user_agent": {"original": "curl/8.5.0"},
+            "tls": {"version_protocol": "tls", "version": "1.3", "cipher": "TLS_AES_128_GCM_SHA256",
+                    "client": {"server_name": "outbound_.8080_._.pay.shop.svc.cluster.local",
+                               "x509": {"alternative_names": ["spiffe://cluster.local/ns/shop/sa/web"]}}},
+            "network": {"transport": "tcp", "protocol": "http"},
+            "kubernetes": {"namespace": "shop", "pod": {"name": "pay-7d4f", "uid": "7e0b4c1a-2f7e-4d0e-9a57-0d2c8b1e6f00"},
+                           "container": {"name": "istio-proxy"}, "node": {"name": "node-1"}},
+            "orchestrator": {"type": "kubernetes", "cluster": {"name": "prod"}},
+            "host": {"name": "node-1"},
+            "stream": "stdout",
+            "log": {"file": {"path": "/var/log/containers/x.log"}, "offset": 4096},
+            "envoy": {"response_code_details": "rbac_access_denied_matched_policy[ns[shop]-policy[deny]-rule[0]]",
+                      "x_forwarded_for": "203.0.113.7, 10.0.0.1", "authority": "shop.example.com:8443",
+                      "upstream_cluster": "inbound|8080||", "cluster": {"direction": "inbound", "port": 8080},
+                      "upstream_local_address": "127.0.0.6:43211", "downstream_local_address": "10.44.0.9:8080",
+                      "route_name": "default"},
+            "meshtrail": {"parse": {"format": "meshtrail"},
+                          "security": {"outcome": "authz_denied", "mtls": "success",
+                                       "denial": {"kind": "rbac", "policy": "ns[shop]-policy[deny]-rule[0]"}},
+                          "peer": {"trust_domain": "cluster.local", "namespace": "shop", "service_account": "web"}}
+        });
+        assert_eq!(doc, want, "\ngot:  {doc}\nwant: {want}");
+    }
+
+    #[test]
+    fn container_document_with_parse_error() {
+        let parser = Parser::auto();
+        let line = r#"[2026-11-24T10:00:00.123Z] "GET / HTTP/1.1" abc"#;
+        let Parsed::Other(failure) = parser.parse(line, &mut Hint::default()) else {
+            panic!()
+        };
+        let origin = Origin {
+            created: Some("2026-11-24T10:00:00.5+01:00"),
+            truncated_bytes: 3,
+            invalid_utf8: true,
+            ..Origin::default()
+        };
+        let mut out = Vec::new();
+        container(&mut out, &origin, line, failure.as_ref());
+        let doc: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["@timestamp"], "2026-11-24T09:00:00.500Z");
+        assert_eq!(doc["event"]["created"], "2026-11-24T09:00:00.500000000Z");
+        assert_eq!(doc["event"]["dataset"], "meshtrail.container");
+        assert_eq!(doc["message"], line);
+        assert_eq!(doc["log"]["flags"], json!(["truncated", "invalid_utf8"]));
+        assert!(
+            doc["meshtrail"]["parse"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("%RESPONSE_CODE%")
+        );
+    }
+
+    #[test]
+    fn event_ids_round_trip() {
+        let id = event_id(0xdead_beef, 0x0123_4567_89ab_cdef, 0xfff_ffff_ffff);
+        let text = std::str::from_utf8(&id).unwrap();
+        assert_eq!(text, "deadbeef0123456789abcdef0fffffffffff");
+        assert_eq!(
+            parse_event_id(text),
+            Some((0x0123_4567_89ab_cdef, 0xfff_ffff_ffff))
+        );
+        assert_eq!(parse_event_id("short"), None);
+        assert_ne!(
+            Host {
+                node: "a".into(),
+                cluster: None
+            }
+            .id_prefix(),
+            Host {
+                node: "b".into(),
+                cluster: None
+            }
+            .id_prefix()
+        );
+    }
+}

@@ -83,6 +83,18 @@ pub struct LineBatch {
 }
 
 impl LineBatch {
+    /// A batch of `file` settling nothing yet, from `at`.
+    fn empty(file: Arc<FileMeta>, at: u64) -> LineBatch {
+        LineBatch {
+            file,
+            start: at,
+            end: at,
+            data: Vec::new(),
+            lines: Vec::new(),
+            reserved: 0,
+        }
+    }
+
     /// A line as the pipeline takes it.
     pub fn joined(&self, line: &Line) -> Joined<'_> {
         Joined {
@@ -608,14 +620,7 @@ impl Tailer {
             }
         }
 
-        let mut batch = LineBatch {
-            file: t.meta.clone(),
-            start: t.sent_to,
-            end: t.sent_to,
-            data: Vec::new(),
-            lines: Vec::new(),
-            reserved: 0,
-        };
+        let mut batch = LineBatch::empty(t.meta.clone(), t.sent_to);
         let mut pos = 0;
         while let Some(nl) = memchr::memchr(b'\n', &block[pos..]) {
             let line_start = t.carry_start + pos as u64;
@@ -737,14 +742,7 @@ impl Tailer {
                 continue;
             }
             if t.joiner.pending_since().is_some() || !t.carry.is_empty() {
-                let mut batch = LineBatch {
-                    file: t.meta.clone(),
-                    start: t.sent_to,
-                    end: t.sent_to,
-                    data: Vec::new(),
-                    lines: Vec::new(),
-                    reserved: 0,
-                };
+                let mut batch = LineBatch::empty(t.meta.clone(), t.sent_to);
                 if !t.carry.is_empty() {
                     let carry = std::mem::take(&mut t.carry);
                     if let Some(j) = t.joiner.push(frame::frame(&carry, framing), t.carry_start) {
@@ -863,4 +861,52 @@ fn push_line(batch: &mut LineBatch, j: &Joined<'_>) {
         records: j.records,
         truncated_bytes: j.truncated_bytes,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(names: &[&str]) -> Vec<String> {
+        let mut v: Vec<PathBuf> = names
+            .iter()
+            .map(|n| PathBuf::from(format!("/d/{n}")))
+            .collect();
+        v.sort_by_key(|p| rotation_key(p));
+        v.iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn rotations_sort_oldest_first() {
+        // kubelet: by time, compressed ones with their uncompressed names.
+        assert_eq!(
+            order(&[
+                "0.log.20240102-000000",
+                "0.log.20240101-000000.gz",
+                "0.log.20231231-235959.gz"
+            ]),
+            [
+                "0.log.20231231-235959.gz",
+                "0.log.20240101-000000.gz",
+                "0.log.20240102-000000"
+            ]
+        );
+        // logrotate: higher numbers are older.
+        assert_eq!(
+            order(&["app.log.1", "app.log.3.gz", "app.log.2"]),
+            ["app.log.3.gz", "app.log.2", "app.log.1"]
+        );
+    }
+
+    #[test]
+    fn finished_set_is_bounded() {
+        let mut f = Finished::default();
+        for i in 0..(Finished::MAX as u64 + 10) {
+            f.insert(i);
+        }
+        assert!(!f.contains(&0) && f.contains(&(Finished::MAX as u64 + 9)));
+        assert_eq!(f.set.len(), Finished::MAX);
+    }
 }
