@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+# Real tools the tests run: promtool (Debian's prometheus package).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "== installing prometheus (promtool) from Debian"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  else
+    echo "promtool is missing: run 'sudo apt-get install -y prometheus' (the metrics test needs it)" >&2
+    exit 1
+  fi
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -18,9 +18,11 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
 use crate::ack::{Acks, Budget, FileId};
+use crate::admin::{self, Health};
 use crate::checkpoint::Store;
 use crate::config::{Config, Settings};
 use crate::document::{Host, parse_event_id};
+use crate::metrics::{self, Metrics, Source, Tally};
 use crate::pipeline::{LineProcessor, Options};
 use crate::stats::{self, Counters};
 use crate::tail::{FileMeta, LineBatch, TailOptions, Tailer};
@@ -175,6 +177,17 @@ pub fn run_until(
     let counters = Arc::new(Counters::default());
     let acks = Arc::new(Acks::default());
     let budget = Arc::new(Budget::new(settings.max_in_flight_bytes));
+    let health = Arc::new(Health::new());
+    let metrics = Arc::new(Metrics::new(settings.max_series).context("registering metrics")?);
+    if let Some(addr) = settings.metrics_address {
+        let state = admin::State {
+            metrics: metrics.clone(),
+            counters: counters.clone(),
+            budget: budget.clone(),
+            health: health.clone(),
+        };
+        admin::serve(addr, state).with_context(|| format!("metrics.address {addr}"))?;
+    }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let mut opts = TailOptions::from_settings(settings).map_err(anyhow::Error::msg)?;
@@ -232,7 +245,8 @@ pub fn run_until(
         acks.clone(),
         budget.clone(),
         counters.clone(),
-    );
+    )
+    .with_health(health.clone());
 
     let (line_tx, line_rx) = sync_channel::<LineBatch>(settings.workers * 4);
     let (doc_tx, doc_rx) = sync_channel::<DocBatch>(settings.workers * 4);
@@ -244,25 +258,27 @@ pub fn run_until(
 
     let workers: Vec<_> = (0..settings.workers)
         .map(|n| {
-            let (rx, tx, live, counters, host) = (
+            let (rx, tx, live, counters, host, metrics) = (
                 line_rx.clone(),
                 doc_tx.clone(),
                 live.clone(),
                 counters.clone(),
                 host.clone(),
+                metrics.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("meshtrail-worker-{n}"))
-                .spawn(move || worker(&rx, &tx, &live, options, &host, &counters))
+                .spawn(move || worker(&rx, &tx, &live, options, &host, &counters, &metrics))
         })
         .collect::<Result<_, _>>()
         .context("starting workers")?;
     drop(doc_tx);
     let sink_thread = {
         let (acks, budget, counters) = (acks.clone(), budget.clone(), counters.clone());
+        let health = health.clone();
         std::thread::Builder::new()
             .name("meshtrail-sink".into())
-            .spawn(move || sink_loop(sink, &doc_rx, &acks, &budget, &counters))?
+            .spawn(move || sink_loop(sink, &doc_rx, &acks, &budget, &counters, &health))?
     };
 
     tailer.run(line_tx, stop, settings.shutdown_timeout);
@@ -282,6 +298,7 @@ fn worker(
     options: Options,
     host: &Host,
     counters: &Counters,
+    metrics: &Metrics,
 ) {
     let mut processor = LineProcessor::new(live.parser(), options);
     loop {
@@ -296,7 +313,10 @@ fn worker(
             processor = LineProcessor::new(current, options);
         }
         let before = processor.stats.clone();
-        let docs = render(&batch, &mut processor, host);
+        let docs = render(&batch, &mut processor, host, metrics);
+        for ((format, after), (_, before)) in processor.stats.access.iter().zip(&before.access) {
+            metrics.access_events(format, after - before);
+        }
         let after = &processor.stats;
         let access = |s: &crate::pipeline::Stats| s.access.iter().map(|(_, n)| n).sum::<u64>();
         stats::add(&counters.events_access, access(after) - access(&before));
@@ -326,10 +346,26 @@ fn worker(
     }
 }
 
-fn render(batch: &LineBatch, processor: &mut LineProcessor, host: &Host) -> Vec<u8> {
+fn render(
+    batch: &LineBatch,
+    processor: &mut LineProcessor,
+    host: &Host,
+    metrics: &Metrics,
+) -> Vec<u8> {
     let mut docs = Vec::with_capacity(batch.data.len() * 3);
     let mut hint = Hint::default();
     let file: &FileMeta = &batch.file;
+    let (pod, container) = (file.kube.pod.as_deref(), file.kube.container.as_deref());
+    let role = metrics::role_from_path(pod, container);
+    let mut tally = Tally::new(Source {
+        gateway: role.map_or("unknown", |r| r.as_str()),
+        namespace: file
+            .kube
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "unknown".to_owned()),
+        workload: pod.map_or_else(|| "unknown".to_owned(), metrics::workload_from_pod),
+    });
     for line in &batch.lines {
         let joined = batch.joined(line);
         processor.process_with(
@@ -338,12 +374,13 @@ fn render(batch: &LineBatch, processor: &mut LineProcessor, host: &Host) -> Vec<
             Some(&file.kube),
             file.fingerprint.get().copied(),
             Some(host),
-            None,
+            role,
             &mut hint,
-            &mut (),
+            &mut tally,
             &mut docs,
         );
     }
+    metrics.record(&tally);
     docs
 }
 
@@ -353,17 +390,20 @@ fn sink_loop(
     acks: &Acks,
     budget: &Budget,
     counters: &Counters,
+    health: &Health,
 ) {
     let mut backoff = Duration::from_millis(100);
     for batch in rx {
         // Nothing is dropped: a failing write is retried until it succeeds or the process
         // stops, and the checkpoint stays before it meanwhile.
         while let Err(e) = sink.write_batch(&batch.docs) {
+            health.sink_ok.store(false, Ordering::Relaxed);
             error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed");
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
         backoff = Duration::from_millis(100);
+        health.sink_ok.store(true, Ordering::Relaxed);
         acks.ack(batch.file, batch.start, batch.end);
         budget.release(batch.reserved);
         stats::add(&counters.events_acked, batch.count);

@@ -26,6 +26,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Where events go.
     pub sink: SinkConfig,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub metrics: MetricsConfig,
     /// How long a shutdown may take to flush and checkpoint, in seconds. Default 25 (a pod's
     /// default grace period is 30).
     pub shutdown_timeout_secs: Option<u64>,
@@ -90,6 +92,17 @@ pub struct SinkConfig {
     /// For `blackhole`: encode each event as its JSON document before dropping it (to
     /// measure encoding). Default false: events are parsed, classified and counted only.
     pub encode: Option<bool>,
+}
+
+/// `metrics:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the admin listener. Default `0.0.0.0:9947`; `off` disables it.
+    pub address: Option<String>,
+    /// Most security metric series kept; updates past it are dropped and counted in
+    /// `meshtrail_metric_series_dropped_total`. Default 20000.
+    pub max_series: Option<usize>,
 }
 
 /// A configuration value that cannot be used.
@@ -202,6 +215,10 @@ pub struct Settings {
     pub sink: Sink,
     /// Shutdown deadline.
     pub shutdown_timeout: Duration,
+    /// The admin listener's address; `None` when off.
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Series limit of the security metrics.
+    pub max_series: usize,
 }
 
 /// Environment variables a DaemonSet injects, read through a function so tests can set them.
@@ -415,7 +432,29 @@ impl Config {
                 "expected 1 to 3600 seconds",
             ));
         }
+        let m = self.metrics;
+        let metrics_address = match m.address.as_deref() {
+            Some("off") => None,
+            Some(a) => Some(a.parse().map_err(|e| {
+                invalid(
+                    "metrics.address",
+                    a,
+                    format!("{e}: expected host:port such as 0.0.0.0:9947, or off"),
+                )
+            })?),
+            None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9947))),
+        };
+        let max_series = m.max_series.unwrap_or(20_000);
+        if !(100..=10_000_000).contains(&max_series) {
+            return Err(invalid(
+                "metrics.max_series",
+                max_series,
+                "expected 100 to 10000000",
+            ));
+        }
         Ok(Settings {
+            metrics_address,
+            max_series,
             node_name: self
                 .node_name
                 .filter(|n| !n.is_empty())
@@ -585,4 +624,11 @@ mod tests {
         "middle"
     );
     refused!(not_yaml, "tail: [", "test.yaml");
+    refused!(
+        bad_metrics_address,
+        "metrics:\n  address: nine\n",
+        "`metrics.address`",
+        "nine",
+        "host:port"
+    );
 }

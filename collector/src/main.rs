@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod ack;
+mod admin;
 mod app;
 mod checkpoint;
 mod cli;
@@ -11,6 +12,7 @@ mod demo;
 mod document;
 mod enrich;
 mod logging;
+mod metrics;
 mod parse_cmd;
 mod pipeline;
 mod sink;

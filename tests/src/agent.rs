@@ -83,6 +83,27 @@ impl Agent {
             .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
+    /// The address of the agent's admin listener, from its log (waits up to 10 s).
+    pub fn admin_address(&self) -> String {
+        let mut found = None;
+        crate::eventually(
+            std::time::Duration::from_secs(10),
+            "the admin listener",
+            || {
+                found = self
+                    .log()
+                    .lines()
+                    .find(|l| l.contains("serving /metrics"))
+                    .and_then(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                        v["address"].as_str().map(str::to_owned)
+                    });
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -96,4 +117,29 @@ impl Drop for Agent {
             let _ = c.wait();
         }
     }
+}
+
+/// `GET path` from `addr` (host:port on loopback), as (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

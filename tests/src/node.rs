@@ -47,7 +47,8 @@ impl Node {
         let text = format!(
             "node_name: test-node\ncluster_name: test\ndata_dir: {root}/data\n\
              tail:\n  include: [\"{root}/containers/*.log\"]\n  poll_interval_ms: 50\n  rotate_wait_secs: 1\n\
-             sink:\n  type: file\n  path: {root}/out/events.ndjson\n  max_file_bytes: 10000000000\n{extra}",
+             sink:\n  type: file\n  path: {root}/out/events.ndjson\n  max_file_bytes: 10000000000\n\
+             metrics:\n  address: 127.0.0.1:0\n{extra}",
             root = self.root.display()
         );
         fs::write(&path, text).unwrap();
@@ -72,6 +73,31 @@ fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+/// An Istio 1.9 access-log line with these values; `-` for the rest.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per field of the line under test"
+)]
+pub fn istio_line(
+    code: u16,
+    flags: &str,
+    details: &str,
+    utfr: &str,
+    cluster: &str,
+    authority: &str,
+    sni: &str,
+    route: &str,
+) -> String {
+    let request = if code == 0 {
+        "- - -".to_owned()
+    } else {
+        "GET /api HTTP/1.1".to_owned()
+    };
+    format!(
+        r#"[2026-11-24T10:00:00.000Z] "{request}" {code} {flags} {details} - "{utfr}" 100 200 12 - "-" "curl/8.5.0" "req" "{authority}" "10.44.1.27:8080" {cluster} 10.44.0.3:50000 10.44.0.9:8443 10.1.2.3:40312 {sni} {route}"#
+    )
 }
 
 /// An Istio access-log line whose request id is `seq-<writer>-<n>`.

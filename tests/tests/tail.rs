@@ -254,7 +254,8 @@ fn sighup_applies_formats_and_patterns_and_refuses_a_bad_file() {
     let write = |include: &str, formats: &str| {
         let text = format!(
             "node_name: n\ndata_dir: {root}/data\ntail:\n  include: [\"{root}/containers/{include}\"]\n  poll_interval_ms: 50\n\
-             pipeline:\n  formats: [{formats}]\nsink:\n  type: file\n  path: {root}/out/events.ndjson\n",
+             pipeline:\n  formats: [{formats}]\nsink:\n  type: file\n  path: {root}/out/events.ndjson\n\
+             metrics:\n  address: 127.0.0.1:0\n",
             root = node.root.display()
         );
         std::fs::write(&config, text).unwrap();

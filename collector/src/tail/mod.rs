@@ -196,6 +196,8 @@ pub struct Tailer {
     watch_start: HashMap<PathBuf, std::time::SystemTime>,
     /// inotify wake-ups.
     watch: Watch,
+    /// Liveness and readiness facts for `/healthz` and `/readyz`.
+    health: Option<Arc<crate::admin::Health>>,
     block: Vec<u8>,
 }
 
@@ -233,6 +235,7 @@ impl Tailer {
             finished: Finished::default(),
             watch_start: HashMap::new(),
             watch: Watch::new(),
+            health: None,
             block: Vec::new(),
         }
     }
@@ -244,6 +247,9 @@ impl Tailer {
         let mut next_checkpoint = Instant::now() + self.opts.checkpoint_interval;
         let mut first = true;
         while !stop.load(Ordering::Relaxed) {
+            if let Some(h) = &self.health {
+                h.beat();
+            }
             self.take_reload(&mut next_scan);
             let now = Instant::now();
             if now >= next_scan {
@@ -308,6 +314,12 @@ impl Tailer {
             }
             *next_scan = Instant::now();
         }
+    }
+
+    /// Reports liveness and checkpoint health to `health`.
+    pub fn with_health(mut self, health: Arc<crate::admin::Health>) -> Tailer {
+        self.health = Some(health);
+        self
     }
 
     /// Every file at its end, nothing waiting for a last partial record, all acknowledged.
@@ -800,7 +812,11 @@ impl Tailer {
         entries.extend(self.unmatched.iter().cloned());
         stats::set(&self.counters.lag_bytes, lag);
         stats::set(&self.counters.lag_bytes_max_file, worst);
-        if let Err(e) = self.store.save(entries) {
+        let saved = self.store.save(entries);
+        if let Some(h) = &self.health {
+            h.checkpoint_ok.store(saved.is_ok(), Ordering::Relaxed);
+        }
+        if let Err(e) = saved {
             stats::add(&self.counters.checkpoint_errors, 1);
             tracing::error!(path = %self.store.path().display(), error = %e, "cannot write checkpoint; will retry");
         }

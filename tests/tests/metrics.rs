@@ -1,0 +1,367 @@
+//! `/metrics`, `/healthz`, `/readyz` of the real binary after it read traffic with a known
+//! count of every security outcome; the exposition checked by `promtool check metrics`.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::time::Duration;
+
+use meshtrail_tests::agent::{Agent, http_get};
+use meshtrail_tests::eventually;
+use meshtrail_tests::node::{Node, Writer, istio_line};
+
+/// The value of the series of `name` whose labels include every `k="v"` of `labels`.
+fn value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+fn write(w: &mut Writer, n: usize, line: &str) {
+    for _ in 0..n {
+        w.raw(&format!("2026-11-24T10:00:00.000000000Z stdout F {line}\n"));
+    }
+}
+
+#[test]
+fn security_metrics_count_every_outcome() {
+    let node = Node::new("metrics");
+    let ingress = node.container(
+        "istio-system",
+        "istio-ingressgateway-7d4f8b6c9-x2x7q",
+        "istio-proxy",
+    );
+    let sidecar = node.container("shop", "payment-5d9c7b8f4-abcde", "istio-proxy");
+    let egress = node.container(
+        "istio-system",
+        "istio-egressgateway-6b8d9c7f5-qwert",
+        "istio-proxy",
+    );
+    let out = "outbound|8080||web.shop.svc.cluster.local";
+    let sni = "outbound_.8080_._.payment.shop.svc.cluster.local";
+    let mut w = Writer::new("in", &ingress);
+    write(
+        &mut w,
+        5,
+        &istio_line(
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            out,
+            "shop.example.com",
+            "-",
+            "r",
+        ),
+    );
+    write(
+        &mut w,
+        3,
+        &istio_line(
+            429,
+            "RL",
+            "local_rate_limited",
+            "-",
+            out,
+            "shop.example.com",
+            "-",
+            "r",
+        ),
+    );
+    write(
+        &mut w,
+        2,
+        &istio_line(
+            401,
+            "-",
+            "jwt_authn_access_denied{Jwt_is_missing}",
+            "-",
+            out,
+            "shop.example.com",
+            "-",
+            "r",
+        ),
+    );
+    w.flush();
+    let mut w = Writer::new("side", &sidecar);
+    write(
+        &mut w,
+        4,
+        &istio_line(
+            403,
+            "-",
+            "rbac_access_denied_matched_policy[ns[shop]-policy[deny-web]-rule[0]]",
+            "-",
+            "inbound|8080||",
+            "payment",
+            sni,
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        6,
+        &istio_line(
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            "inbound|8080||",
+            "payment",
+            sni,
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        2,
+        &istio_line(
+            503,
+            "UF,URX",
+            "upstream_reset_before_response_started{connection_failure}",
+            "TLS error: 268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED",
+            "outbound|8080||ledger.shop.svc.cluster.local",
+            "ledger",
+            "-",
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        1,
+        &istio_line(
+            502,
+            "-",
+            "-",
+            "-",
+            "BlackHoleCluster",
+            "pastebin.com",
+            "-",
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        3,
+        &istio_line(
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            "PassthroughCluster",
+            "example.org",
+            "-",
+            "allow_any",
+        ),
+    );
+    w.raw("2026-11-24T10:00:00.000000000Z stderr F not an access log\n");
+    w.flush();
+    let mut w = Writer::new("eg", &egress);
+    write(
+        &mut w,
+        2,
+        &istio_line(
+            0,
+            "-",
+            "-",
+            "-",
+            "outbound|443||api.stripe.com",
+            "-",
+            "api.stripe.com",
+            "-",
+        ),
+    );
+    w.flush();
+
+    let agent = Agent::start(&node.config(""));
+    let addr = agent.admin_address();
+    let mut text = String::new();
+    eventually(Duration::from_secs(30), "29 events acknowledged", || {
+        text = http_get(&addr, "/metrics").1;
+        value(&text, "meshtrail_events_acknowledged_total", &[]) >= 29.0
+    });
+
+    let base_in = [
+        ("gateway", "ingress"),
+        ("namespace", "istio-system"),
+        ("workload", "istio-ingressgateway"),
+    ];
+    let base_side = [
+        ("gateway", "sidecar"),
+        ("namespace", "shop"),
+        ("workload", "payment"),
+    ];
+    let with = |base: &[(&'static str, &'static str)], extra: &[(&'static str, &'static str)]| {
+        [base, extra].concat()
+    };
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_requests_total",
+            &with(&base_in, &[("outcome", "ok"), ("code_class", "2xx")])
+        ),
+        5.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_requests_total",
+            &with(
+                &base_in,
+                &[("outcome", "rate_limited"), ("code_class", "4xx")]
+            )
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_rate_limited_requests_total",
+            &with(&base_in, &[("kind", "local")])
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_requests_total",
+            &with(&base_in, &[("outcome", "authn_denied")])
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_authz_denied_requests_total",
+            &with(&base_in, &[("kind", "jwt")])
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_authz_denied_requests_total",
+            &with(
+                &base_side,
+                &[
+                    ("kind", "rbac"),
+                    ("policy", "ns[shop]-policy[deny-web]-rule[0]"),
+                    ("direction", "inbound")
+                ]
+            )
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_mtls_requests_total",
+            &with(
+                &base_side,
+                &[("result", "success"), ("direction", "inbound")]
+            )
+        ),
+        10.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_mtls_requests_total",
+            &with(&base_side, &[("result", "failure")])
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_mtls_failures_total",
+            &with(&base_side, &[("reason", "certificate_verify_failed")])
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_egress_requests_total",
+            &with(
+                &base_side,
+                &[("result", "blocked"), ("destination", "pastebin.com")]
+            )
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_egress_requests_total",
+            &with(
+                &base_side,
+                &[("result", "passthrough"), ("destination", "example.org")]
+            )
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_egress_requests_total",
+            &[
+                ("gateway", "egress"),
+                ("result", "allowed"),
+                ("destination", "api.stripe.com")
+            ]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_request_duration_seconds_count",
+            &base_side
+        ),
+        16.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "meshtrail_access_events_total",
+            &[("format", "istio-1.9")]
+        ),
+        28.0
+    );
+    assert_eq!(value(&text, "meshtrail_container_events_total", &[]), 1.0);
+    assert_eq!(value(&text, "meshtrail_lines_read_total", &[]), 29.0);
+    assert_eq!(value(&text, "meshtrail_build_info", &[]), 1.0);
+    assert!(
+        !text.contains("/api") && !text.contains("10.1.2.3") && !text.contains("curl"),
+        "no path, IP or user agent as a label"
+    );
+
+    assert_eq!(http_get(&addr, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(&addr, "/readyz"), (200, "ready\n".to_owned()));
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+
+    // The real Prometheus tool reads the exposition without a complaint.
+    let path = node.root.join("metrics.txt");
+    std::fs::write(&path, &text).unwrap();
+    let check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+    let report = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(
+        check.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {report}"
+    );
+    assert_eq!(agent.terminate(), 0);
+}
