@@ -31,9 +31,9 @@ fn write(w: &mut Writer, n: usize, line: &str) {
     }
 }
 
-#[test]
-fn security_metrics_count_every_outcome() {
-    let node = Node::new("metrics");
+/// Writes 29 lines: 28 access logs of an ingress gateway, a sidecar and an egress gateway
+/// with known counts of every security outcome, and one line of another program.
+fn traffic(node: &Node) {
     let ingress = node.container(
         "istio-system",
         "istio-ingressgateway-7d4f8b6c9-x2x7q",
@@ -180,7 +180,12 @@ fn security_metrics_count_every_outcome() {
         ),
     );
     w.flush();
+}
 
+#[test]
+fn security_metrics_count_every_outcome() {
+    let node = Node::new("metrics");
+    traffic(&node);
     let agent = Agent::start(&node.config(""));
     let addr = agent.admin_address();
     let mut text = String::new();
@@ -363,5 +368,137 @@ fn security_metrics_count_every_outcome() {
         check.status.success() && report.trim().is_empty(),
         "promtool check metrics: {report}"
     );
+    assert_eq!(agent.terminate(), 0);
+}
+
+/// A Prometheus server from Debian's package, started directly on loopback.
+struct Prometheus {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Prometheus {
+    fn start(dir: &std::path::Path, target: &str) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: meshtrail\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (Debian package prometheus; scripts/test.sh installs it)");
+        let p = Prometheus { child, addr };
+        eventually(Duration::from_secs(30), "Prometheus ready", || {
+            std::net::TcpStream::connect(&p.addr).is_ok() && http_get(&p.addr, "/-/ready").0 == 200
+        });
+        p
+    }
+
+    /// The value of an instant PromQL query that returns one sample, if it does.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let q: String = promql
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, body) = http_get(&self.addr, &format!("/api/v1/query?query={q}"));
+        assert_eq!(status, 200, "{promql}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let result = v["data"]["result"].as_array()?;
+        result.first()?["value"][1].as_str()?.parse().ok()
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_agent() {
+    let node = Node::new("prometheus");
+    traffic(&node);
+    let agent = Agent::start(&node.config(""));
+    let target = agent.admin_address();
+    let prometheus = Prometheus::start(&node.root, &target);
+    let expected = [
+        (
+            r#"sum(meshtrail_requests_total{gateway="ingress",outcome="ok"})"#,
+            5.0,
+        ),
+        (
+            r#"sum(meshtrail_rate_limited_requests_total{kind="local"})"#,
+            3.0,
+        ),
+        (
+            r#"sum(meshtrail_authz_denied_requests_total{kind="jwt"})"#,
+            2.0,
+        ),
+        (
+            r#"sum(meshtrail_authz_denied_requests_total{kind="rbac",policy="ns[shop]-policy[deny-web]-rule[0]"})"#,
+            4.0,
+        ),
+        (
+            r#"sum(meshtrail_mtls_requests_total{gateway="sidecar",result="success"})"#,
+            10.0,
+        ),
+        (
+            r#"sum(meshtrail_mtls_failures_total{reason="certificate_verify_failed"})"#,
+            2.0,
+        ),
+        (
+            r#"sum(meshtrail_egress_requests_total{result="blocked"})"#,
+            1.0,
+        ),
+        (
+            r#"sum(meshtrail_egress_requests_total{result="passthrough"})"#,
+            3.0,
+        ),
+        (
+            r#"sum(meshtrail_egress_requests_total{gateway="egress",result="allowed",destination="api.stripe.com"})"#,
+            2.0,
+        ),
+        (r#"sum(meshtrail_request_duration_seconds_count)"#, 28.0),
+        (r#"sum(meshtrail_access_events_total)"#, 28.0),
+        (r#"meshtrail_events_acknowledged_total"#, 29.0),
+        (r#"up{job="meshtrail"}"#, 1.0),
+    ];
+    for (promql, want) in expected {
+        let mut got = None;
+        let ok = (0..60).any(|_| {
+            got = prometheus.query(promql);
+            got == Some(want) || {
+                std::thread::sleep(Duration::from_millis(500));
+                false
+            }
+        });
+        assert!(ok, "{promql}: Prometheus says {got:?}, expected {want}");
+    }
+    drop(prometheus);
     assert_eq!(agent.terminate(), 0);
 }
