@@ -49,6 +49,8 @@ counters! {
     checkpoint_errors,
     /// Files that could not be opened or read.
     read_errors,
+    /// Sink writes retried after a failure.
+    sink_retries,
 }
 
 /// Adds `n` to a counter.
