@@ -398,6 +398,7 @@ fn sink_loop(
         // stops, and the checkpoint stays before it meanwhile.
         while let Err(e) = sink.write_batch(&batch.docs) {
             health.sink_ok.store(false, Ordering::Relaxed);
+            stats::add(&counters.sink_retries, 1);
             error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed");
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -268,6 +268,12 @@ const PIPELINE: &[(&str, &str, &str, bool)] = &[
         "File opens and reads that failed.",
         false,
     ),
+    (
+        "sink_retries",
+        "meshtrail_sink_retries_total",
+        "Sink writes retried after a failure.",
+        false,
+    ),
 ];
 
 fn labels(extra: &[&'static str]) -> Vec<&'static str> {
