@@ -28,6 +28,12 @@ pub struct Watch {
     dirs: HashSet<PathBuf>,
 }
 
+impl Default for Watch {
+    fn default() -> Self {
+        Watch::new()
+    }
+}
+
 impl Watch {
     /// A watcher, or a polling stand-in when inotify cannot be used.
     pub fn new() -> Watch {
