@@ -1,6 +1,6 @@
 //! Events as SCHEMA.md JSON: the only module that knows the event field names.
 
-mod writer;
+pub mod writer;
 
 use meshtrail_parsers::addr;
 use meshtrail_parsers::classify::Verdict;
