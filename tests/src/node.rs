@@ -26,7 +26,12 @@ impl Node {
     /// Creates a container's log directory and its `/var/log/containers` symlink; returns the
     /// path of its `0.log`.
     pub fn container(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
-        let uid = format!("{:08x}-0000-4000-8000-{:012x}", fnv(pod), fnv(container));
+        // A UUID, as the kubelet names the directory.
+        let uid = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            fnv(pod) as u32,
+            fnv(container) & 0xffff_ffff_ffff
+        );
         let dir = self
             .root
             .join(format!("pods/{namespace}_{pod}_{uid}/{container}"));
