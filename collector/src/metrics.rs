@@ -427,6 +427,28 @@ impl Metrics {
         vec.with_label_values(&refs).inc_by(n);
     }
 
+    /// Adds `counts[i]` to `family{base…, label=values[i]}` for each value of an enum label.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the family, its label and the values: one call per family"
+    )]
+    fn add_each<'v>(
+        &self,
+        guard: &mut Guard,
+        family: &'static str,
+        vec: &IntCounterVec,
+        label: &'static str,
+        base: &[&str],
+        values: impl Iterator<Item = &'v str>,
+        counts: &[u64],
+    ) {
+        let names = labels(&[label]);
+        for (value, n) in values.zip(counts) {
+            let all = [base, &[value]].concat();
+            self.add(guard, family, vec, &names, &all, *n);
+        }
+    }
+
     /// Adds a batch's tally.
     pub fn record(&self, t: &Tally) {
         let mut guard = self
@@ -455,39 +477,30 @@ impl Metrics {
                     );
                 }
             }
-            for (i, r) in Mtls::ALL.iter().enumerate() {
-                let values = [&base[..], &[r.as_str()]].concat();
-                self.add(
-                    &mut guard,
-                    "mtls",
-                    &self.mtls,
-                    &with(&["result"]),
-                    &values,
-                    t.mtls[d][i],
-                );
-            }
-            for (i, r) in MtlsFailureReason::ALL.iter().enumerate() {
-                let values = [&base[..], &[r.as_str()]].concat();
-                self.add(
-                    &mut guard,
-                    "mtls_failures",
-                    &self.mtls_failures,
-                    &with(&["reason"]),
-                    &values,
-                    t.mtls_failures[d][i],
-                );
-            }
-            for (i, r) in RateLimit::ALL.iter().enumerate() {
-                let values = [&base[..], &[r.as_str()]].concat();
-                self.add(
-                    &mut guard,
-                    "rate_limited",
-                    &self.rate_limited,
-                    &with(&["kind"]),
-                    &values,
-                    t.rate_limited[d][i],
-                );
-            }
+            let mtls = Mtls::ALL.iter().map(|r| r.as_str());
+            self.add_each(
+                &mut guard, "mtls", &self.mtls, "result", &base, mtls, &t.mtls[d],
+            );
+            let reasons = MtlsFailureReason::ALL.iter().map(|r| r.as_str());
+            self.add_each(
+                &mut guard,
+                "mtls_failures",
+                &self.mtls_failures,
+                "reason",
+                &base,
+                reasons,
+                &t.mtls_failures[d],
+            );
+            let kinds = RateLimit::ALL.iter().map(|r| r.as_str());
+            self.add_each(
+                &mut guard,
+                "rate_limited",
+                &self.rate_limited,
+                "kind",
+                &base,
+                kinds,
+                &t.rate_limited[d],
+            );
             if !t.durations[d].is_empty() {
                 let h = self.duration.with_label_values(&base);
                 for v in &t.durations[d] {

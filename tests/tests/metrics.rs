@@ -11,6 +11,9 @@ use meshtrail_tests::agent::{Agent, http_get};
 use meshtrail_tests::eventually;
 use meshtrail_tests::node::{Node, Writer, istio_line};
 
+/// Label pairs a series must carry.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
 /// The value of the series of `name` whose labels include every `k="v"` of `labels`.
 fn value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     exposition
@@ -194,157 +197,113 @@ fn security_metrics_count_every_outcome() {
         value(&text, "meshtrail_events_acknowledged_total", &[]) >= 29.0
     });
 
-    let base_in = [
+    let ingress: &[(&str, &str)] = &[
         ("gateway", "ingress"),
         ("namespace", "istio-system"),
         ("workload", "istio-ingressgateway"),
     ];
-    let base_side = [
+    let sidecar: &[(&str, &str)] = &[
         ("gateway", "sidecar"),
         ("namespace", "shop"),
         ("workload", "payment"),
     ];
-    let with = |base: &[(&'static str, &'static str)], extra: &[(&'static str, &'static str)]| {
-        [base, extra].concat()
-    };
-    assert_eq!(
-        value(
-            &text,
+    let cases: &[(&str, Labels, Labels, f64)] = &[
+        (
             "meshtrail_requests_total",
-            &with(&base_in, &[("outcome", "ok"), ("code_class", "2xx")])
+            ingress,
+            &[("outcome", "ok"), ("code_class", "2xx")],
+            5.0,
         ),
-        5.0
-    );
-    assert_eq!(
-        value(
-            &text,
+        (
             "meshtrail_requests_total",
-            &with(
-                &base_in,
-                &[("outcome", "rate_limited"), ("code_class", "4xx")]
-            )
+            ingress,
+            &[("outcome", "rate_limited"), ("code_class", "4xx")],
+            3.0,
         ),
-        3.0
-    );
-    assert_eq!(
-        value(
-            &text,
+        (
             "meshtrail_rate_limited_requests_total",
-            &with(&base_in, &[("kind", "local")])
+            ingress,
+            &[("kind", "local")],
+            3.0,
         ),
-        3.0
-    );
-    assert_eq!(
-        value(
-            &text,
+        (
             "meshtrail_requests_total",
-            &with(&base_in, &[("outcome", "authn_denied")])
+            ingress,
+            &[("outcome", "authn_denied")],
+            2.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        value(
-            &text,
+        (
             "meshtrail_authz_denied_requests_total",
-            &with(&base_in, &[("kind", "jwt")])
+            ingress,
+            &[("kind", "jwt")],
+            2.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        value(
-            &text,
+        (
             "meshtrail_authz_denied_requests_total",
-            &with(
-                &base_side,
-                &[
-                    ("kind", "rbac"),
-                    ("policy", "ns[shop]-policy[deny-web]-rule[0]"),
-                    ("direction", "inbound")
-                ]
-            )
-        ),
-        4.0
-    );
-    assert_eq!(
-        value(
-            &text,
-            "meshtrail_mtls_requests_total",
-            &with(
-                &base_side,
-                &[("result", "success"), ("direction", "inbound")]
-            )
-        ),
-        10.0
-    );
-    assert_eq!(
-        value(
-            &text,
-            "meshtrail_mtls_requests_total",
-            &with(&base_side, &[("result", "failure")])
-        ),
-        2.0
-    );
-    assert_eq!(
-        value(
-            &text,
-            "meshtrail_mtls_failures_total",
-            &with(&base_side, &[("reason", "certificate_verify_failed")])
-        ),
-        2.0
-    );
-    assert_eq!(
-        value(
-            &text,
-            "meshtrail_egress_requests_total",
-            &with(
-                &base_side,
-                &[("result", "blocked"), ("destination", "pastebin.com")]
-            )
-        ),
-        1.0
-    );
-    assert_eq!(
-        value(
-            &text,
-            "meshtrail_egress_requests_total",
-            &with(
-                &base_side,
-                &[("result", "passthrough"), ("destination", "example.org")]
-            )
-        ),
-        3.0
-    );
-    assert_eq!(
-        value(
-            &text,
-            "meshtrail_egress_requests_total",
+            sidecar,
             &[
-                ("gateway", "egress"),
-                ("result", "allowed"),
-                ("destination", "api.stripe.com")
-            ]
+                ("kind", "rbac"),
+                ("policy", "ns[shop]-policy[deny-web]-rule[0]"),
+                ("direction", "inbound"),
+            ],
+            4.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        value(
-            &text,
+        (
+            "meshtrail_mtls_requests_total",
+            sidecar,
+            &[("result", "success"), ("direction", "inbound")],
+            10.0,
+        ),
+        (
+            "meshtrail_mtls_requests_total",
+            sidecar,
+            &[("result", "failure")],
+            2.0,
+        ),
+        (
+            "meshtrail_mtls_failures_total",
+            sidecar,
+            &[("reason", "certificate_verify_failed")],
+            2.0,
+        ),
+        (
+            "meshtrail_egress_requests_total",
+            sidecar,
+            &[("result", "blocked"), ("destination", "pastebin.com")],
+            1.0,
+        ),
+        (
+            "meshtrail_egress_requests_total",
+            sidecar,
+            &[("result", "passthrough"), ("destination", "example.org")],
+            3.0,
+        ),
+        (
+            "meshtrail_egress_requests_total",
+            &[("gateway", "egress")],
+            &[("result", "allowed"), ("destination", "api.stripe.com")],
+            2.0,
+        ),
+        (
             "meshtrail_request_duration_seconds_count",
-            &base_side
+            sidecar,
+            &[],
+            16.0,
         ),
-        16.0
-    );
-    assert_eq!(
-        value(
-            &text,
+        (
             "meshtrail_access_events_total",
-            &[("format", "istio-1.9")]
+            &[],
+            &[("format", "istio-1.9")],
+            28.0,
         ),
-        28.0
-    );
-    assert_eq!(value(&text, "meshtrail_container_events_total", &[]), 1.0);
-    assert_eq!(value(&text, "meshtrail_lines_read_total", &[]), 29.0);
-    assert_eq!(value(&text, "meshtrail_build_info", &[]), 1.0);
+        ("meshtrail_container_events_total", &[], &[], 1.0),
+        ("meshtrail_lines_read_total", &[], &[], 29.0),
+        ("meshtrail_build_info", &[], &[], 1.0),
+    ];
+    for (metric, base, extra, want) in cases {
+        let labels = [*base, *extra].concat();
+        assert_eq!(value(&text, metric, &labels), *want, "{metric} {labels:?}");
+    }
     assert!(
         !text.contains("/api") && !text.contains("10.1.2.3") && !text.contains("curl"),
         "no path, IP or user agent as a label"
