@@ -7,6 +7,7 @@
 )]
 
 pub mod agent;
+pub mod es_server;
 pub mod node;
 
 use std::time::{Duration, Instant};

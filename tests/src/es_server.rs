@@ -1,0 +1,386 @@
+//! An Elasticsearch test server that follows the documented API and its failure modes
+//! (rules and real bodies in `shared/reference/api-fixtures/es/`): `GET /`, `_bulk` with
+//! gzip bodies, `create` semantics on `_id` (409 when it exists), one result per item in
+//! request order, data streams that accept only `create`, templates and ILM acknowledged,
+//! `_refresh`, `_count`, basic/API-key authentication; and scriptable faults: everything
+//! 429, some items 429 or 503, 5xx, slow answers, the connection dropped after the
+//! documents were stored.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+/// Faults the next requests meet.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Answer every `_bulk` with this whole-request status (429, 503…), storing nothing.
+    pub reject_all: Option<u16>,
+    /// Every `n`th item (1-based count over all items) answers this status instead of being
+    /// stored.
+    pub item_every: Option<(u64, u16)>,
+    /// Wait this long before answering.
+    pub delay: Option<Duration>,
+    /// Store the documents, then drop the connection without an answer.
+    pub drop_after_store: bool,
+    /// Documents whose JSON holds this text are refused as mapping errors (400).
+    pub mapping_error_on: Option<String>,
+}
+
+#[derive(Default)]
+struct Store {
+    /// index → id → document.
+    docs: HashMap<String, HashMap<String, Value>>,
+    faults: Faults,
+    items_seen: u64,
+    credentials: Option<String>,
+}
+
+/// A running server; stops when dropped.
+pub struct EsServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    store: Arc<Mutex<Store>>,
+    /// `_bulk` requests received.
+    pub bulk_requests: Arc<AtomicU64>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        "application/json; charset=UTF-8".parse().unwrap(),
+    );
+    h.insert("x-elastic-product", "Elasticsearch".parse().unwrap());
+    r
+}
+
+fn error(status: u16, kind: &str, reason: &str) -> Value {
+    json!({"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason}, "status": status})
+}
+
+/// What a request did.
+enum Reply {
+    Respond(Response<Full<Bytes>>),
+    /// Close the connection without answering.
+    Drop,
+}
+
+fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
+    if let Some(status) = store.faults.reject_all {
+        let (kind, reason) = match status {
+            429 => (
+                "es_rejected_execution_exception",
+                "rejected execution of coordinating operation [test server]",
+            ),
+            _ => (
+                "unavailable_shards_exception",
+                "the test server is failing on purpose",
+            ),
+        };
+        return Reply::Respond(json_response(status, &error(status, kind, reason)));
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut lines = text
+        .split('\n')
+        .filter(|l| !l.trim().is_empty())
+        .enumerate();
+    let mut items = Vec::new();
+    let mut errors = false;
+    while let Some((n, action_line)) = lines.next() {
+        let Ok(action) = serde_json::from_str::<Value>(action_line) else {
+            let reason = format!(
+                "Malformed action/metadata line [{}], expected START_OBJECT or END_OBJECT but found [VALUE_STRING]",
+                n + 1
+            );
+            return Reply::Respond(json_response(
+                400,
+                &error(400, "illegal_argument_exception", &reason),
+            ));
+        };
+        let Some((op, meta)) = action.as_object().and_then(|o| o.iter().next()) else {
+            return Reply::Respond(json_response(
+                400,
+                &error(400, "illegal_argument_exception", "empty action"),
+            ));
+        };
+        let Some((_, doc_line)) = lines.next() else {
+            return Reply::Respond(json_response(
+                400,
+                &error(
+                    400,
+                    "illegal_argument_exception",
+                    "The bulk request must be terminated by a newline [\\n]",
+                ),
+            ));
+        };
+        let index = meta["_index"]
+            .as_str()
+            .or(path_index)
+            .unwrap_or("_none")
+            .to_owned();
+        let id = meta["_id"].as_str().map(str::to_owned);
+        store.items_seen += 1;
+        let fail = |status: u16, kind: &str, reason: &str| json!({op.as_str(): {"_index": index, "_id": id, "status": status, "error": {"type": kind, "reason": reason, "index": index}}});
+        let item = if let Some((every, status)) = store
+            .faults
+            .item_every
+            .filter(|(every, _)| store.items_seen % every == 0)
+        {
+            let _ = every;
+            let kind = if status == 429 {
+                "es_rejected_execution_exception"
+            } else {
+                "unavailable_shards_exception"
+            };
+            fail(status, kind, "the test server refuses this item on purpose")
+        } else if op != "create" && index.starts_with("logs-") {
+            fail(
+                400,
+                "illegal_argument_exception",
+                "only write ops with an op_type of create are allowed in data streams",
+            )
+        } else if store
+            .faults
+            .mapping_error_on
+            .as_deref()
+            .is_some_and(|t| doc_line.contains(t))
+        {
+            fail(
+                400,
+                "document_parsing_exception",
+                "[1:1] failed to parse field [url.port] of type [long]",
+            )
+        } else {
+            match serde_json::from_str::<Value>(doc_line) {
+                Err(e) => fail(
+                    400,
+                    "document_parsing_exception",
+                    &format!("[1:1] failed to parse: {e}"),
+                ),
+                Ok(doc) => {
+                    let id = id
+                        .clone()
+                        .unwrap_or_else(|| format!("auto{}", store.items_seen));
+                    let docs = store.docs.entry(index.clone()).or_default();
+                    if op == "create" && docs.contains_key(&id) {
+                        let reason = format!(
+                            "[{id}]: version conflict, document already exists (current version [1])"
+                        );
+                        fail(409, "version_conflict_engine_exception", &reason)
+                    } else {
+                        docs.insert(id.clone(), doc);
+                        json!({op.as_str(): {"_index": index, "_id": id, "_version": 1, "result": "created",
+                            "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1, "status": 201}})
+                    }
+                }
+            }
+        };
+        errors |= item[op.as_str()]["error"].is_object();
+        items.push(item);
+    }
+    if store.faults.drop_after_store {
+        return Reply::Drop;
+    }
+    Reply::Respond(json_response(
+        200,
+        &json!({"errors": errors, "took": 1, "items": items}),
+    ))
+}
+
+fn handle(
+    store: &Mutex<Store>,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    gzip: bool,
+    body: &[u8],
+) -> Reply {
+    let mut store = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(expected) = &store.credentials {
+        if auth != Some(expected.as_str()) {
+            let reason = format!("missing authentication credentials for REST request [{path}]");
+            let mut r = json_response(401, &error(401, "security_exception", &reason));
+            r.headers_mut().insert(
+                "www-authenticate",
+                "Basic realm=\"security\", charset=\"UTF-8\""
+                    .parse()
+                    .unwrap(),
+            );
+            return Reply::Respond(r);
+        }
+    }
+    let mut decoded = Vec::new();
+    let body = if gzip {
+        if flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut decoded)
+            .is_err()
+        {
+            return Reply::Respond(json_response(
+                400,
+                &error(400, "parse_exception", "invalid gzip body"),
+            ));
+        }
+        &decoded[..]
+    } else {
+        body
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", [""]) => Reply::Respond(json_response(
+            200,
+            &json!({
+            "name": "meshtrail-test", "cluster_name": "test", "cluster_uuid": "test",
+            "version": {"number": "8.12.1", "build_flavor": "default", "build_type": "docker", "lucene_version": "9.9.2",
+                        "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "You Know, for Search"}),
+        )),
+        ("POST" | "PUT", ["_bulk"]) => bulk(&mut store, None, body),
+        ("POST" | "PUT", [index, "_bulk"]) => bulk(&mut store, Some(index), body),
+        ("PUT", ["_index_template" | "_component_template", _])
+        | ("PUT", ["_ilm", "policy", _]) => {
+            if serde_json::from_slice::<Value>(body).is_err() {
+                return Reply::Respond(json_response(
+                    400,
+                    &error(400, "x_content_parse_exception", "request body is not JSON"),
+                ));
+            }
+            Reply::Respond(json_response(200, &json!({"acknowledged": true})))
+        }
+        ("POST" | "GET", [_, "_refresh"]) => Reply::Respond(json_response(
+            200,
+            &json!({"_shards": {"total": 1, "successful": 1, "failed": 0}}),
+        )),
+        ("GET" | "POST", [pattern, "_count"]) => {
+            let prefix = pattern.trim_end_matches('*');
+            let n: usize = store
+                .docs
+                .iter()
+                .filter(|(i, _)| i.starts_with(prefix))
+                .map(|(_, d)| d.len())
+                .sum();
+            Reply::Respond(json_response(200, &json!({"count": n})))
+        }
+        _ => Reply::Respond(json_response(
+            404,
+            &error(
+                404,
+                "no_handler_found_exception",
+                &format!("no handler found for uri [{path}] and method [{method}]"),
+            ),
+        )),
+    }
+}
+
+impl EsServer {
+    /// Starts on `127.0.0.1` at an ephemeral port; with `credentials` (the whole
+    /// `Authorization` header value), requests without them get 401.
+    pub fn start(credentials: Option<&str>) -> EsServer {
+        let store = Arc::new(Mutex::new(Store {
+            credentials: credentials.map(str::to_owned),
+            ..Store::default()
+        }));
+        let bulk_requests = Arc::new(AtomicU64::new(0));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (store2, counter) = (store.clone(), bulk_requests.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let stream = tokio::select! {
+                        _ = &mut rx => return,
+                        accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
+                    };
+                    let (store, counter) = (store2.clone(), counter.clone());
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let (store, counter) = (store.clone(), counter.clone());
+                            async move {
+                                let method = req.method().as_str().to_owned();
+                                let path = req.uri().path().to_owned();
+                                let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                                let gzip = req.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                if path.ends_with("_bulk") {
+                                    counter.fetch_add(1, Ordering::Relaxed);
+                                }
+                                let delay = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults.delay;
+                                if let Some(d) = delay {
+                                    tokio::time::sleep(d).await;
+                                }
+                                match handle(&store, &method, &path, auth.as_deref(), gzip, &body) {
+                                    Reply::Respond(r) => Ok(r),
+                                    // A service error makes hyper close the connection unanswered.
+                                    Reply::Drop => Err(std::io::Error::other("dropped after storing, on purpose")),
+                                }
+                            }
+                        });
+                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    });
+                }
+            });
+        });
+        EsServer {
+            url,
+            store,
+            bulk_requests,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Sets the faults for the next requests.
+    pub fn set_faults(&self, faults: Faults) {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .faults = faults;
+    }
+
+    /// The documents stored in indices starting with `prefix`: id → document.
+    pub fn docs(&self, prefix: &str) -> HashMap<String, Value> {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        store
+            .docs
+            .iter()
+            .filter(|(i, _)| i.starts_with(prefix))
+            .flat_map(|(_, d)| d.clone())
+            .collect()
+    }
+}
+
+impl Drop for EsServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
