@@ -17,25 +17,16 @@ use meshtrail_parsers::envoy::{Hint, Parser};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
-use crate::ack::{Acks, Budget, FileId};
+use crate::ack::{Acks, Budget};
 use crate::admin::{self, Health};
 use crate::checkpoint::Store;
 use crate::config::{Config, Settings};
 use crate::document::{Host, parse_event_id};
 use crate::metrics::{self, Metrics, Source, Tally};
 use crate::pipeline::{LineProcessor, Options};
+use crate::sink::{Built, DocBatch};
 use crate::stats::{self, Counters};
 use crate::tail::{FileMeta, LineBatch, TailOptions, Tailer};
-
-/// Documents of one line batch, ready for the sink.
-struct DocBatch {
-    file: FileId,
-    start: u64,
-    end: u64,
-    docs: Vec<u8>,
-    count: u64,
-    reserved: usize,
-}
 
 /// Runs the agent until SIGTERM or SIGINT (or, with `once`, until every file is read).
 pub fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
@@ -273,15 +264,29 @@ pub fn run_until(
         .collect::<Result<_, _>>()
         .context("starting workers")?;
     drop(doc_tx);
+    let sink_stop = Arc::new(AtomicBool::new(false));
     let sink_thread = {
-        let (acks, budget, counters) = (acks.clone(), budget.clone(), counters.clone());
-        let health = health.clone();
+        let (acks, budget, counters, health, stop) = (
+            acks.clone(),
+            budget.clone(),
+            counters.clone(),
+            health.clone(),
+            sink_stop.clone(),
+        );
         std::thread::Builder::new()
             .name("meshtrail-sink".into())
-            .spawn(move || sink_loop(sink, &doc_rx, &acks, &budget, &counters, &health))?
+            .spawn(move || match sink {
+                Built::Local(sink) => sink_loop(sink, &doc_rx, &acks, &budget, &counters, &health),
+                Built::Elasticsearch(cfg) => crate::sink::es::sink::run(
+                    &cfg, &doc_rx, &acks, &budget, &counters, &health, &stop,
+                ),
+            })?
     };
 
     tailer.run(line_tx, stop, settings.shutdown_timeout);
+    // The tailer waited for acknowledgements until the deadline: a sink still retrying
+    // stops now, and what it holds is read again at the next start.
+    sink_stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
     }

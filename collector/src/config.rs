@@ -92,6 +92,35 @@ pub struct SinkConfig {
     /// For `blackhole`: encode each event as its JSON document before dropping it (to
     /// measure encoding). Default false: events are parsed, classified and counted only.
     pub encode: Option<bool>,
+    /// For `elasticsearch`: the cluster's URL, e.g. `http://elasticsearch:9200`.
+    pub url: Option<String>,
+    /// For `elasticsearch`: the data stream namespace (`logs-meshtrail.access-<namespace>`).
+    /// Default `default`.
+    pub namespace: Option<String>,
+    /// For `elasticsearch`: write daily indices `<prefix>-YYYY.MM.DD` instead of data
+    /// streams (as the Fluentd config's `logstash_format`).
+    pub logstash_prefix: Option<String>,
+    /// For `elasticsearch`: basic-auth user; the password comes from `password_file` or
+    /// `$MESHTRAIL_ES_PASSWORD`.
+    pub username: Option<String>,
+    /// For `elasticsearch`: file holding the password (a mounted Secret).
+    pub password_file: Option<PathBuf>,
+    /// For `elasticsearch`: file holding an API key (`id:key` encoded, as Elasticsearch
+    /// returns it); or `$MESHTRAIL_ES_API_KEY`.
+    pub api_key_file: Option<PathBuf>,
+    /// For `elasticsearch`: gzip request bodies. Default true.
+    pub gzip: Option<bool>,
+    /// For `elasticsearch`: largest bulk request body before compression, bytes. Default 5 MiB.
+    pub max_batch_bytes: Option<usize>,
+    /// For `elasticsearch`: most documents per bulk request. Default 5000.
+    pub max_batch_docs: Option<usize>,
+    /// For `elasticsearch`: longest a document waits while a request is in flight, in
+    /// seconds. Default 5 (a ceiling: with no request in flight, documents go at once).
+    pub flush_interval_secs: Option<u64>,
+    /// For `elasticsearch`: the dead-letter file. Default `<data_dir>/dead-letters.ndjson`.
+    pub dead_letter_path: Option<PathBuf>,
+    /// For `elasticsearch`: install the ILM policy and templates at start. Default true.
+    pub install_templates: Option<bool>,
 }
 
 /// `metrics:`
@@ -176,6 +205,63 @@ pub enum Sink {
         /// Encode documents before dropping them.
         encode: bool,
     },
+    /// Elasticsearch `_bulk`.
+    Elasticsearch(EsSettings),
+}
+
+/// A credential that is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The Elasticsearch sink, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EsSettings {
+    /// Base URL, without a trailing `/`.
+    pub url: String,
+    /// Data streams or daily indices.
+    pub destination: crate::sink::es::bulk::Destination,
+    /// The `Authorization` header value.
+    pub authorization: Option<Secret>,
+    /// Gzip bodies.
+    pub gzip: bool,
+    /// Batch bounds.
+    pub max_batch_bytes: usize,
+    /// Batch bounds.
+    pub max_batch_docs: usize,
+    /// Batch bounds.
+    pub flush_interval: Duration,
+    /// Dead letters.
+    pub dead_letter_path: PathBuf,
+    /// Install templates at start.
+    pub install_templates: bool,
+}
+
+/// Standard base64 (RFC 4648) of `bytes`, for basic authentication.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The validated configuration.
@@ -386,6 +472,111 @@ impl Config {
                     },
                 }
             }
+            "elasticsearch" => {
+                let url = s.url.clone().ok_or_else(|| invalid("sink.url", "none", "the elasticsearch sink needs the cluster's URL, e.g. http://elasticsearch:9200"))?;
+                if !url.starts_with("http://") {
+                    return Err(invalid(
+                        "sink.url",
+                        &url,
+                        "expected http://host:port (TLS is not supported yet)",
+                    ));
+                }
+                let destination = match &s.logstash_prefix {
+                    Some(prefix) => {
+                        crate::sink::es::bulk::check_name(prefix)
+                            .map_err(|why| invalid("sink.logstash_prefix", prefix, why))?;
+                        crate::sink::es::bulk::Destination::DailyIndex {
+                            prefix: prefix.clone(),
+                        }
+                    }
+                    None => {
+                        let ns = s.namespace.clone().unwrap_or_else(|| "default".to_owned());
+                        crate::sink::es::bulk::check_name(&ns)
+                            .map_err(|why| invalid("sink.namespace", &ns, why))?;
+                        crate::sink::es::bulk::Destination::DataStream { namespace: ns }
+                    }
+                };
+                let read_secret = |field: &'static str,
+                                   path: &Option<PathBuf>,
+                                   var: &str|
+                 -> Result<Option<String>, ConfigError> {
+                    if let Some(p) = path {
+                        let text = std::fs::read_to_string(p)
+                            .map_err(|e| invalid(field, p, format!("cannot read it: {e}")))?;
+                        return Ok(Some(text.trim().to_owned()));
+                    }
+                    Ok(env(var).filter(|v| !v.is_empty()))
+                };
+                let api_key =
+                    read_secret("sink.api_key_file", &s.api_key_file, "MESHTRAIL_ES_API_KEY")?;
+                let authorization = match (&s.username, api_key) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "sink.username",
+                            &s.username,
+                            "give a username and password, or an API key, not both",
+                        ));
+                    }
+                    (Some(user), None) => {
+                        let password = read_secret(
+                            "sink.password_file",
+                            &s.password_file,
+                            "MESHTRAIL_ES_PASSWORD",
+                        )?
+                        .ok_or_else(|| {
+                            invalid(
+                                "sink.password_file",
+                                "none",
+                                "a username needs password_file or $MESHTRAIL_ES_PASSWORD",
+                            )
+                        })?;
+                        Some(Secret(format!(
+                            "Basic {}",
+                            base64(format!("{user}:{password}").as_bytes())
+                        )))
+                    }
+                    (None, Some(key)) => Some(Secret(format!("ApiKey {key}"))),
+                    (None, None) => None,
+                };
+                let max_batch_bytes = s.max_batch_bytes.unwrap_or(5 << 20);
+                if !((64 << 10)..=(100 << 20)).contains(&max_batch_bytes) {
+                    return Err(invalid(
+                        "sink.max_batch_bytes",
+                        max_batch_bytes,
+                        "expected 65536 to 104857600 (Elasticsearch refuses bodies over http.max_content_length, 100mb by default)",
+                    ));
+                }
+                let max_batch_docs = s.max_batch_docs.unwrap_or(5000);
+                if !(1..=100_000).contains(&max_batch_docs) {
+                    return Err(invalid(
+                        "sink.max_batch_docs",
+                        max_batch_docs,
+                        "expected 1 to 100000",
+                    ));
+                }
+                let flush = s.flush_interval_secs.unwrap_or(5);
+                if !(1..=300).contains(&flush) {
+                    return Err(invalid(
+                        "sink.flush_interval_secs",
+                        flush,
+                        "expected 1 to 300 seconds",
+                    ));
+                }
+                Sink::Elasticsearch(EsSettings {
+                    url: url.trim_end_matches('/').to_owned(),
+                    destination,
+                    authorization,
+                    gzip: s.gzip.unwrap_or(true),
+                    max_batch_bytes,
+                    max_batch_docs,
+                    flush_interval: Duration::from_secs(flush),
+                    dead_letter_path: s
+                        .dead_letter_path
+                        .clone()
+                        .unwrap_or_else(|| data_dir.join("dead-letters.ndjson")),
+                    install_templates: s.install_templates.unwrap_or(true),
+                })
+            }
             "file" if s.encode.is_some() => {
                 return Err(invalid(
                     "sink.encode",
@@ -420,7 +611,7 @@ impl Config {
                 return Err(invalid(
                     "sink.type",
                     other,
-                    "expected stdout, file or blackhole",
+                    "expected stdout, file, blackhole or elasticsearch",
                 ));
             }
         };
@@ -603,8 +794,55 @@ mod tests {
         "sink:\n  type: kafka\n",
         "`sink.type`",
         "kafka",
-        "stdout, file or blackhole"
+        "stdout, file, blackhole or elasticsearch"
     );
+    refused!(
+        es_without_url,
+        "sink:\n  type: elasticsearch\n",
+        "`sink.url`",
+        "URL"
+    );
+    refused!(
+        es_bad_namespace,
+        "sink:\n  type: elasticsearch\n  url: http://es:9200\n  namespace: Prod-EU\n",
+        "`sink.namespace`",
+        "lower case"
+    );
+    refused!(
+        es_user_without_password,
+        "sink:\n  type: elasticsearch\n  url: http://es:9200\n  username: elastic\n",
+        "`sink.password_file`"
+    );
+
+    #[test]
+    fn es_secrets_are_never_printed() {
+        let env = |k: &str| (k == "MESHTRAIL_ES_PASSWORD").then(|| "s3cret".to_owned());
+        let s = Config::parse(
+            "sink:\n  type: elasticsearch\n  url: http://es:9200/\n  username: elastic\n",
+            "t",
+        )
+        .unwrap()
+        .validate(&env)
+        .unwrap();
+        let Sink::Elasticsearch(es) = &s.sink else {
+            panic!()
+        };
+        assert_eq!(
+            es.authorization,
+            Some(Secret("Basic ZWxhc3RpYzpzM2NyZXQ=".into()))
+        );
+        assert_eq!(es.url, "http://es:9200");
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("s3cret")
+                && !printed.contains("ZWxh")
+                && printed.contains("<redacted>"),
+            "{printed}"
+        );
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+    }
     refused!(
         path_on_stdout,
         "sink:\n  path: /x\n",

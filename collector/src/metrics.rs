@@ -274,6 +274,24 @@ const PIPELINE: &[(&str, &str, &str, bool)] = &[
         "Sink writes retried after a failure.",
         false,
     ),
+    (
+        "bulk_requests",
+        "meshtrail_bulk_requests_total",
+        "Elasticsearch _bulk requests sent.",
+        false,
+    ),
+    (
+        "bulk_retries",
+        "meshtrail_bulk_retries_total",
+        "Elasticsearch _bulk requests followed by a retry of some or all of their documents.",
+        false,
+    ),
+    (
+        "dead_letters",
+        "meshtrail_dead_letters_total",
+        "Documents Elasticsearch refused for good, written to the dead-letter file.",
+        false,
+    ),
 ];
 
 fn labels(extra: &[&'static str]) -> Vec<&'static str> {

@@ -51,6 +51,12 @@ counters! {
     read_errors,
     /// Sink writes retried after a failure.
     sink_retries,
+    /// `_bulk` requests sent.
+    bulk_requests,
+    /// `_bulk` requests followed by a retry (of all or some documents).
+    bulk_retries,
+    /// Documents written to the dead-letter file.
+    dead_letters,
 }
 
 /// Adds `n` to a counter.

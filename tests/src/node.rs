@@ -60,6 +60,21 @@ impl Node {
         path
     }
 
+    /// The configuration for an agent shipping to the Elasticsearch at `url`, with `extra`
+    /// lines appended under `sink:`.
+    pub fn config_es(&self, url: &str, extra: &str) -> PathBuf {
+        let path = self.root.join("meshtrail.yaml");
+        let text = format!(
+            "node_name: test-node\ncluster_name: test\ndata_dir: {root}/data\n\
+             tail:\n  include: [\"{root}/containers/*.log\"]\n  poll_interval_ms: 50\n  rotate_wait_secs: 1\n\
+             sink:\n  type: elasticsearch\n  url: {url}\n  dead_letter_path: {root}/out/dead-letters.ndjson\n{extra}\
+             metrics:\n  address: 127.0.0.1:0\nshutdown_timeout_secs: 2\n",
+            root = self.root.display()
+        );
+        fs::write(&path, text).unwrap();
+        path
+    }
+
     /// The sink's output so far.
     pub fn output(&self) -> String {
         fs::read_to_string(self.root.join("out/events.ndjson")).unwrap_or_default()

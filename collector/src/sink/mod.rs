@@ -50,16 +50,54 @@ impl Sink for Blackhole {
     }
 }
 
+/// Documents of one line batch, ready for the sink, and the byte range they settle.
+#[derive(Debug)]
+pub struct DocBatch {
+    /// The file.
+    pub file: crate::ack::FileId,
+    /// Settled range start.
+    pub start: u64,
+    /// Settled range end.
+    pub end: u64,
+    /// NDJSON documents.
+    pub docs: Vec<u8>,
+    /// Lines in the batch.
+    pub count: u64,
+    /// In-flight bytes to return on acknowledgement.
+    pub reserved: usize,
+}
+
+/// A sink, built.
+pub enum Built {
+    /// Written by the local sink loop.
+    Local(Box<dyn Sink>),
+    /// Run by [`es::sink::run`].
+    Elasticsearch(crate::config::EsSettings),
+}
+
+impl Built {
+    /// Whether documents must be encoded for it.
+    pub fn wants_documents(&self) -> bool {
+        match self {
+            Built::Local(s) => s.wants_documents(),
+            Built::Elasticsearch(_) => true,
+        }
+    }
+}
+
 /// Builds the configured sink, with the `event.id`s it already holds that `covered` (the
 /// checkpoint) does not account for, when it can read back what it wrote; a restart does
-/// not write those again.
+/// not write those again. (Elasticsearch needs no read-back: it refuses a second `create`.)
 pub fn build(
     config: &SinkConfig,
     covered: &dyn Fn(&str) -> bool,
-) -> io::Result<(Box<dyn Sink>, Vec<String>)> {
+) -> io::Result<(Built, Vec<String>)> {
     Ok(match config {
-        SinkConfig::Stdout => (Box::new(Stdout(io::stdout())), Vec::new()),
-        SinkConfig::Blackhole { encode } => (Box::new(Blackhole { encode: *encode }), Vec::new()),
+        SinkConfig::Stdout => (Built::Local(Box::new(Stdout(io::stdout()))), Vec::new()),
+        SinkConfig::Blackhole { encode } => (
+            Built::Local(Box::new(Blackhole { encode: *encode })),
+            Vec::new(),
+        ),
         SinkConfig::File {
             path,
             max_bytes,
@@ -67,7 +105,8 @@ pub fn build(
         } => {
             let sink = FileSink::open(path, *max_bytes, *max_files)?;
             let ids = sink.ids_since(covered)?;
-            (Box::new(sink), ids)
+            (Built::Local(Box::new(sink)), ids)
         }
+        SinkConfig::Elasticsearch(es) => (Built::Elasticsearch(es.clone()), Vec::new()),
     })
 }

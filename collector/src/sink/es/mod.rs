@@ -6,3 +6,4 @@ pub mod bulk;
 pub mod dlq;
 pub mod response;
 pub mod retry;
+pub mod sink;
