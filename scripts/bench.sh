@@ -2,7 +2,8 @@
 # Whole-agent benchmark: N lines of ../shared/bench/gen_istio_cri.py in a node-like tree,
 # read by `meshtrail run --once` → parse → classify → sink: blackhole (events counted, not
 # encoded, as Vector's blackhole and Fluent Bit's null output), blackhole-encode (each event
-# also encoded as its JSON document), file (encoded and written).
+# also encoded as its JSON document), file (encoded and written), elasticsearch (gzip bulk to
+# the test server of tests/, started as a process; bytes on the wire per event reported).
 # Prints lines/s, CPU seconds, lines per CPU-second and peak RSS for each.
 #
 # usage: scripts/bench.sh [LINES]        (default 1000000)
@@ -23,11 +24,21 @@ ln "$input" "$pod/0.log" 2>/dev/null || cp "$input" "$pod/0.log"
 ln -s "$pod/0.log" "$work/containers/istio-ingressgateway-7d4f_istio-system_istio-proxy-$(printf 'a%.0s' $(seq 64)).log"
 bytes=$(stat -c %s "$input")
 printf '%-17s %10s %10s %8s %8s %14s %10s\n' sink lines/s "MB/s" "wall s" "CPU s" "lines/CPU-s" "peak RSS"
-for sink in blackhole blackhole-encode file; do
+cargo build --release --locked -p meshtrail-tests --bin es-test-server >&2
+for sink in blackhole blackhole-encode file elasticsearch; do
   rm -rf "$work/data" "$work/out"
   sink_cfg="type: $sink"
   [ "$sink" = blackhole-encode ] && sink_cfg="type: blackhole
   encode: true"
+  if [ "$sink" = elasticsearch ]; then
+    rm -f "$work/es.url"
+    target/release/es-test-server "$work/es.url" & es_pid=$!
+    for _ in $(seq 100); do [ -s "$work/es.url" ] && break; sleep 0.1; done
+    es_url=$(cat "$work/es.url")
+    sink_cfg="type: elasticsearch
+  url: $es_url
+  dead_letter_path: $work/out/dead-letters.ndjson"
+  fi
   [ "$sink" = file ] && sink_cfg="type: file
   path: $work/out/events.ndjson
   max_file_bytes: 1000000000000"
@@ -43,6 +54,14 @@ YAML
   read -r wall user sys rss <"$work/time"
   awk -v s="$sink" -v n="$lines" -v b="$bytes" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
     cpu = u + y; printf "%-17s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'
+  if [ "$sink" = elasticsearch ]; then
+    stats=$(curl -s "$es_url/_test/stats")
+    kill "$es_pid"; wait "$es_pid" 2>/dev/null || true
+    docs=$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["docs"])')
+    wire=$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["body_bytes"])')
+    [ "$docs" -eq "$lines" ] || { echo "Elasticsearch holds $docs documents, expected $lines" >&2; exit 1; }
+    echo "                  elasticsearch: $docs documents, $(( wire / lines )) bytes on the wire per event (gzip)"
+  fi
   if [ "$sink" = file ]; then
     got=$(wc -l <"$work/out/events.ndjson")
     [ "$got" -eq "$lines" ] || { echo "file sink holds $got events, expected $lines" >&2; exit 1; }

@@ -43,6 +43,10 @@ struct Store {
     faults: Faults,
     items_seen: u64,
     credentials: Option<String>,
+    /// Keep documents (tests read them); off for benchmarks, where only ids are kept.
+    keep_docs: bool,
+    /// Request body bytes received, as sent (compressed when gzip).
+    body_bytes: u64,
 }
 
 /// A running server; stops when dropped.
@@ -175,6 +179,7 @@ fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
                     let id = id
                         .clone()
                         .unwrap_or_else(|| format!("auto{}", store.items_seen));
+                    let keep = store.keep_docs;
                     let docs = store.docs.entry(index.clone()).or_default();
                     if op == "create" && docs.contains_key(&id) {
                         let reason = format!(
@@ -182,7 +187,7 @@ fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
                         );
                         fail(409, "version_conflict_engine_exception", &reason)
                     } else {
-                        docs.insert(id.clone(), doc);
+                        docs.insert(id.clone(), if keep { doc } else { Value::Null });
                         json!({op.as_str(): {"_index": index, "_id": id, "_version": 1, "result": "created",
                             "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1, "status": 201}})
                     }
@@ -212,6 +217,7 @@ fn handle(
     let mut store = store
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    store.body_bytes += body.len() as u64;
     if let Some(expected) = &store.credentials {
         if auth != Some(expected.as_str()) {
             let reason = format!("missing authentication credentials for REST request [{path}]");
@@ -266,6 +272,13 @@ fn handle(
             200,
             &json!({"_shards": {"total": 1, "successful": 1, "failed": 0}}),
         )),
+        ("GET", ["_test", "stats"]) => {
+            let docs: usize = store.docs.values().map(HashMap::len).sum();
+            Reply::Respond(json_response(
+                200,
+                &json!({"docs": docs, "body_bytes": store.body_bytes, "items": store.items_seen}),
+            ))
+        }
         ("GET" | "POST", [pattern, "_count"]) => {
             let prefix = pattern.trim_end_matches('*');
             let n: usize = store
@@ -291,12 +304,18 @@ impl EsServer {
     /// Starts on `127.0.0.1` at an ephemeral port; with `credentials` (the whole
     /// `Authorization` header value), requests without them get 401.
     pub fn start(credentials: Option<&str>) -> EsServer {
+        EsServer::start_on("127.0.0.1:0", credentials, true)
+    }
+
+    /// Starts on `addr`; without `keep_docs` only ids are kept (benchmarks).
+    pub fn start_on(addr: &str, credentials: Option<&str>, keep_docs: bool) -> EsServer {
         let store = Arc::new(Mutex::new(Store {
             credentials: credentials.map(str::to_owned),
+            keep_docs,
             ..Store::default()
         }));
         let bulk_requests = Arc::new(AtomicU64::new(0));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();

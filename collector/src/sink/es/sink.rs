@@ -23,19 +23,22 @@ use crate::config::EsSettings;
 use crate::sink::DocBatch;
 use crate::stats::{self, Counters};
 
-/// One document on its way.
+/// One document on its way: ranges into its line batch's buffer, no copy.
+#[derive(Clone, Copy)]
 struct Doc {
     batch: u64,
-    id: Option<String>,
-    index: String,
-    bytes: Vec<u8>,
-    time: String,
+    doc: (u32, u32),
+    /// The `event.id` within the buffer; `None` lets Elasticsearch choose one.
+    id: Option<(u32, u32)>,
+    /// Index into the table of targets.
+    target: u16,
 }
 
-fn field<'a>(doc: &'a [u8], key: &[u8]) -> Option<&'a str> {
+/// The string value after `key` in a document, as a range of it.
+fn field(doc: &[u8], key: &[u8]) -> Option<(usize, usize)> {
     let at = memchr::memmem::find(doc, key)? + key.len();
     let len = memchr::memchr(b'"', &doc[at..])?;
-    std::str::from_utf8(&doc[at..at + len]).ok()
+    Some((at, at + len))
 }
 
 /// Where the sink stands.
@@ -48,6 +51,8 @@ struct State<'a> {
     pending: HashMap<u64, (DocBatch, usize)>,
     queue: VecDeque<Doc>,
     next_seq: u64,
+    /// Index and data stream names seen (a handful: datasets, days).
+    targets: Vec<String>,
 }
 
 impl State<'_> {
@@ -55,30 +60,54 @@ impl State<'_> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut n = 0;
-        for doc in batch.docs.split(|b| *b == b'\n').filter(|d| !d.is_empty()) {
-            let time = field(doc, br#"{"@timestamp":""#)
-                .unwrap_or_default()
-                .to_owned();
-            let dataset = field(doc, br#""dataset":""#).unwrap_or("meshtrail.container");
-            let index = self.cfg.destination.target(
-                dataset,
-                Some(&time).filter(|t| !t.is_empty()).map(String::as_str),
-            );
-            let id = field(doc, br#""event":{"id":""#).map(str::to_owned);
-            self.queue.push_back(Doc {
-                batch: seq,
-                id,
-                index,
-                bytes: doc.to_vec(),
-                time,
-            });
-            n += 1;
+        let mut at = 0usize;
+        let buf = &batch.docs;
+        while at < buf.len() {
+            let end = memchr::memchr(b'\n', &buf[at..]).map_or(buf.len(), |i| at + i);
+            let doc = &buf[at..end];
+            if !doc.is_empty() {
+                let text = |r: Option<(usize, usize)>| {
+                    r.and_then(|(a, b)| std::str::from_utf8(&doc[a..b]).ok())
+                };
+                let time = text(field(doc, br#"{"@timestamp":""#));
+                let dataset = text(field(doc, br#""dataset":""#)).unwrap_or("meshtrail.container");
+                let name = self.cfg.destination.target(dataset, time);
+                let target = match self.targets.iter().position(|t| *t == name) {
+                    Some(i) => i,
+                    None => {
+                        self.targets.push(name);
+                        self.targets.len() - 1
+                    }
+                };
+                let id = field(doc, br#""event":{"id":""#)
+                    .map(|(a, b)| ((at + a) as u32, (at + b) as u32));
+                self.queue.push_back(Doc {
+                    batch: seq,
+                    doc: (at as u32, end as u32),
+                    id,
+                    target: target as u16,
+                });
+                n += 1;
+            }
+            at = end + 1;
         }
         if n == 0 {
             self.finish(batch);
         } else {
             self.pending.insert(seq, (batch, n));
         }
+    }
+
+    fn buffer(&self, d: &Doc) -> &[u8] {
+        self.pending
+            .get(&d.batch)
+            .map_or(&[][..], |(b, _)| &b.docs[..])
+    }
+
+    fn bytes(&self, d: &Doc) -> &[u8] {
+        self.buffer(d)
+            .get(d.doc.0 as usize..d.doc.1 as usize)
+            .unwrap_or_default()
     }
 
     fn finish(&self, batch: DocBatch) {
@@ -98,6 +127,29 @@ impl State<'_> {
         if done {
             if let Some((batch, _)) = self.pending.remove(&seq) {
                 self.finish(batch);
+            }
+        }
+    }
+
+    /// Appends the action and document of `d` to a bulk body.
+    fn encode(&self, d: &Doc, body: &mut Vec<u8>) {
+        let index = &self.targets[d.target as usize];
+        let bytes = self.bytes(d);
+        match d.id {
+            Some((a, b)) => {
+                let id = self
+                    .buffer(d)
+                    .get(a as usize..b as usize)
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .unwrap_or_default();
+                push_create(body, index, id, bytes);
+            }
+            None => {
+                body.extend_from_slice(br#"{"create":{"_index":"#);
+                crate::document::writer::write_str(body, index);
+                body.extend_from_slice(b"}}\n");
+                body.extend_from_slice(bytes);
+                body.push(b'\n');
             }
         }
     }
@@ -192,7 +244,7 @@ pub fn run(
             return error!(path = %cfg.dead_letter_path.display(), error = %e, "cannot open the dead-letter file");
         }
     };
-    let seed = std::process::id() as u64
+    let seed = u64::from(std::process::id())
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -205,9 +257,11 @@ pub fn run(
         pending: HashMap::new(),
         queue: VecDeque::new(),
         next_seq: 0,
+        targets: Vec::new(),
     };
     let mut open = true;
     let mut limit_bytes = cfg.max_batch_bytes;
+    let mut body = Vec::new();
     loop {
         // Take what the workers have; wait only when there is nothing to send.
         while open && st.queue.len() < cfg.max_batch_docs {
@@ -228,26 +282,18 @@ pub fn run(
             }
             continue;
         }
-        // One bulk request from the front of the queue.
+        // One bulk request from the front of the queue, built from the batches' buffers.
         let mut docs = Vec::new();
-        let mut body = Vec::new();
+        body.clear();
         while let Some(doc) = st.queue.pop_front() {
+            let size = (doc.doc.1 - doc.doc.0) as usize;
             if !docs.is_empty()
-                && (docs.len() >= cfg.max_batch_docs || body.len() + doc.bytes.len() > limit_bytes)
+                && (docs.len() >= cfg.max_batch_docs || body.len() + size > limit_bytes)
             {
                 st.queue.push_front(doc);
                 break;
             }
-            match &doc.id {
-                Some(id) => push_create(&mut body, &doc.index, id, &doc.bytes),
-                None => {
-                    body.extend_from_slice(br#"{"create":{"_index":"#);
-                    crate::document::writer::write_str(&mut body, &doc.index);
-                    body.extend_from_slice(b"}}\n");
-                    body.extend_from_slice(&doc.bytes);
-                    body.push(b'\n');
-                }
-            }
+            st.encode(&doc, &mut body);
             docs.push(doc);
         }
         let mut req = client
@@ -256,17 +302,25 @@ pub fn run(
         if let Some(auth) = &cfg.authorization {
             req = req.header("authorization", &auth.0);
         }
-        if cfg.gzip {
+        let payload = if cfg.gzip {
+            req = req.header("content-encoding", "gzip");
             let mut gz = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 4),
                 flate2::Compression::fast(),
             );
-            let _ = gz.write_all(&body);
-            body = gz.finish().unwrap_or(body);
-            req = req.header("content-encoding", "gzip");
-        }
+            match gz.write_all(&body).and_then(|()| gz.finish()) {
+                Ok(z) => z,
+                Err(e) => {
+                    error!(error = %e, "gzip failed; sending uncompressed");
+                    req = req.header("content-encoding", "identity");
+                    body.clone()
+                }
+            }
+        } else {
+            body.clone()
+        };
         stats::add(&counters.bulk_requests, 1);
-        let answer = req.body(body).send().and_then(|r| {
+        let answer = req.body(payload).send().and_then(|r| {
             let status = r.status().as_u16();
             let retry_after = r
                 .headers()
@@ -300,7 +354,7 @@ pub fn run(
                             reason,
                         } => {
                             if let Err(e) =
-                                dlq.write(&[&doc.bytes], status, &kind, &reason, &now_rfc3339())
+                                dlq.write(&[st.bytes(&doc)], status, &kind, &reason, &now_rfc3339())
                             {
                                 error!(error = %e, "cannot write the dead-letter file; the document is sent again");
                                 again.push(doc);
@@ -333,7 +387,7 @@ pub fn run(
                 reason,
             } => {
                 error!(status, kind = %kind, reason = %reason, "Elasticsearch refused the request; its documents go to the dead-letter file");
-                let bytes: Vec<&[u8]> = docs.iter().map(|d| &d.bytes[..]).collect();
+                let bytes: Vec<&[u8]> = docs.iter().map(|d| st.bytes(d)).collect();
                 if dlq
                     .write(&bytes, status, &kind, &reason, &now_rfc3339())
                     .is_ok()
@@ -355,8 +409,7 @@ pub fn run(
         for doc in again.into_iter().rev() {
             st.queue.push_front(doc);
         }
-        let delay = backoff.next(retry_after);
-        let until = std::time::Instant::now() + delay;
+        let until = std::time::Instant::now() + backoff.next(retry_after);
         while std::time::Instant::now() < until {
             if stop.load(Ordering::Relaxed) {
                 warn!(
@@ -370,6 +423,5 @@ pub fn run(
                     .min(until.saturating_duration_since(std::time::Instant::now())),
             );
         }
-        let _ = st.queue.front().map(|d| &d.time);
     }
 }
