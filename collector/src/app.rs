@@ -266,6 +266,7 @@ pub fn run_until(
     drop(doc_tx);
     let sink_stop = Arc::new(AtomicBool::new(false));
     let sink_thread = {
+        let metrics = metrics.clone();
         let (acks, budget, counters, health, stop) = (
             acks.clone(),
             budget.clone(),
@@ -278,7 +279,7 @@ pub fn run_until(
             .spawn(move || match sink {
                 Built::Local(sink) => sink_loop(sink, &doc_rx, &acks, &budget, &counters, &health),
                 Built::Elasticsearch(cfg) => crate::sink::es::sink::run(
-                    &cfg, &doc_rx, &acks, &budget, &counters, &health, &stop,
+                    &cfg, &doc_rx, &acks, &budget, &counters, &metrics, &health, &stop,
                 ),
             })?
     };

@@ -170,6 +170,7 @@ pub struct Metrics {
     egress: IntCounterVec,
     duration: HistogramVec,
     series_dropped: IntCounter,
+    bulk_duration: prometheus::Histogram,
     access_events: IntCounterVec,
     pipeline: Vec<(&'static str, PipelineMetric)>,
     in_flight: IntGauge,
@@ -349,6 +350,11 @@ impl Metrics {
             &BASE,
         )?;
         registry.register(Box::new(duration.clone()))?;
+        let bulk_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new("meshtrail_bulk_request_duration_seconds", "Elasticsearch _bulk request duration, from sending to the last byte of the answer.")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0]),
+        )?;
+        registry.register(Box::new(bulk_duration.clone()))?;
         let series_dropped = IntCounter::new(
             "meshtrail_metric_series_dropped_total",
             "Security metric updates dropped because the series limit was reached.",
@@ -399,6 +405,7 @@ impl Metrics {
             egress,
             duration,
             series_dropped,
+            bulk_duration,
             access_events,
             pipeline,
             in_flight,
@@ -562,6 +569,11 @@ impl Metrics {
                 *n,
             );
         }
+    }
+
+    /// Records one `_bulk` request's duration.
+    pub fn observe_bulk(&self, seconds: f64) {
+        self.bulk_duration.observe(seconds);
     }
 
     /// Counts access logs per format.

@@ -92,6 +92,21 @@ fn every_line_once_through_item_and_request_faults() {
     std::thread::sleep(Duration::from_millis(500));
     es.set_faults(Faults::default());
     wait_for(&es, 5000);
+    // The sink's own metrics saw the requests and the retries.
+    let text = meshtrail_tests::agent::http_get(&agent.admin_address(), "/metrics").1;
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert!(
+        value("meshtrail_bulk_retries_total ").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        value("meshtrail_bulk_request_duration_seconds_count ").is_some_and(|v| v >= 2.0),
+        "{text}"
+    );
     assert_eq!(agent.terminate(), 0);
     exactly_once(&es, "f", 5000);
     // One document per line, stored under its event id.

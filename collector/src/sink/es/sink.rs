@@ -219,12 +219,17 @@ fn install_templates(client: &reqwest::blocking::Client, cfg: &EsSettings) {
 
 /// Runs until the workers are done and every document is settled, or `stop` is set (then
 /// unsettled lines stay before the checkpoint and are read again at the next start).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the stage's neighbours: channel, acknowledgements, budget, counters, metrics, health, stop"
+)]
 pub fn run(
     cfg: &EsSettings,
     rx: &Receiver<DocBatch>,
     acks: &Acks,
     budget: &Budget,
     counters: &Counters,
+    metrics: &crate::metrics::Metrics,
     health: &Health,
     stop: &AtomicBool,
 ) {
@@ -320,6 +325,7 @@ pub fn run(
             body.clone()
         };
         stats::add(&counters.bulk_requests, 1);
+        let sent = std::time::Instant::now();
         let answer = req.body(payload).send().and_then(|r| {
             let status = r.status().as_u16();
             let retry_after = r
@@ -329,6 +335,7 @@ pub fn run(
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
             r.bytes().map(|b| (status, retry_after, b))
         });
+        metrics.observe_bulk(sent.elapsed().as_secs_f64());
         let (outcome, retry_after) = match answer {
             Ok((status, retry_after, bytes)) => {
                 (response::classify(status, &bytes, docs.len()), retry_after)
