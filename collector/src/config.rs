@@ -114,9 +114,6 @@ pub struct SinkConfig {
     pub max_batch_bytes: Option<usize>,
     /// For `elasticsearch`: most documents per bulk request. Default 5000.
     pub max_batch_docs: Option<usize>,
-    /// For `elasticsearch`: longest a document waits while a request is in flight, in
-    /// seconds. Default 5 (a ceiling: with no request in flight, documents go at once).
-    pub flush_interval_secs: Option<u64>,
     /// For `elasticsearch`: the dead-letter file. Default `<data_dir>/dead-letters.ndjson`.
     pub dead_letter_path: Option<PathBuf>,
     /// For `elasticsearch`: install the ILM policy and templates at start. Default true.
@@ -234,8 +231,6 @@ pub struct EsSettings {
     pub max_batch_bytes: usize,
     /// Batch bounds.
     pub max_batch_docs: usize,
-    /// Batch bounds.
-    pub flush_interval: Duration,
     /// Dead letters.
     pub dead_letter_path: PathBuf,
     /// Install templates at start.
@@ -554,14 +549,6 @@ impl Config {
                         "expected 1 to 100000",
                     ));
                 }
-                let flush = s.flush_interval_secs.unwrap_or(5);
-                if !(1..=300).contains(&flush) {
-                    return Err(invalid(
-                        "sink.flush_interval_secs",
-                        flush,
-                        "expected 1 to 300 seconds",
-                    ));
-                }
                 Sink::Elasticsearch(EsSettings {
                     url: url.trim_end_matches('/').to_owned(),
                     destination,
@@ -569,7 +556,6 @@ impl Config {
                     gzip: s.gzip.unwrap_or(true),
                     max_batch_bytes,
                     max_batch_docs,
-                    flush_interval: Duration::from_secs(flush),
                     dead_letter_path: s
                         .dead_letter_path
                         .clone()

@@ -1,7 +1,6 @@
 //! Local sinks: standard output, size-rotated NDJSON files, and a blackhole. Each writes a
 //! batch, flushes it to the operating system, and only then reports it delivered.
 
-pub mod batch;
 pub mod es;
 mod file;
 

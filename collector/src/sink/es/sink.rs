@@ -1,6 +1,6 @@
 //! The Elasticsearch sink: documents from the workers go out in `_bulk` requests of
-//! `create` actions, at once whenever no request is in flight (so the flush interval is a
-//! ceiling, never a wait), and each document is settled by its own item: delivered or
+//! `create` actions, at once whenever no request is in flight (documents that arrive meanwhile
+//! fill the next one, so nothing waits for a timer), and each document is settled by its own item: delivered or
 //! duplicate → acknowledged; 429/5xx → sent again after a jittered backoff; other 4xx → the
 //! dead-letter file, then acknowledged. A line batch is acknowledged when all its documents
 //! are settled, so the checkpoint never passes a document Elasticsearch has not answered for.
