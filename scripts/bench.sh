@@ -50,7 +50,7 @@ tail:
 sink:
   $sink_cfg
 YAML
-  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" env -u KUBERNETES_SERVICE_HOST "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
   read -r wall user sys rss <"$work/time"
   awk -v s="$sink" -v n="$lines" -v b="$bytes" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
     cpu = u + y; printf "%-17s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'

@@ -22,8 +22,9 @@ use crate::admin::{self, Health};
 use crate::checkpoint::Store;
 use crate::config::{Config, Settings};
 use crate::document::{Host, parse_event_id};
+use crate::k8s::Kube;
 use crate::metrics::{self, Metrics, Source, Tally};
-use crate::pipeline::{LineProcessor, Options};
+use crate::pipeline::{FileContext, LineProcessor, Options};
 use crate::sink::{Built, DocBatch};
 use crate::stats::{self, Counters};
 use crate::tail::{FileMeta, LineBatch, TailOptions, Tailer};
@@ -170,6 +171,14 @@ pub fn run_until(
     let budget = Arc::new(Budget::new(settings.max_in_flight_bytes));
     let health = Arc::new(Health::new());
     let metrics = Arc::new(Metrics::new(settings.max_series).context("registering metrics")?);
+    let kube = match &settings.kubernetes {
+        Some(k) => Some(Arc::new(Kube::start(
+            k,
+            &settings.node_name,
+            metrics.registry(),
+        )?)),
+        None => None,
+    };
     if let Some(addr) = settings.metrics_address {
         let state = admin::State {
             metrics: metrics.clone(),
@@ -228,6 +237,9 @@ pub fn run_until(
             "the sink already holds lines of these files; they are not written again"
         );
     }
+    if let (Some(k), Some(ks)) = (&kube, &settings.kubernetes) {
+        k.wait_synced(ks.initial_sync_timeout);
+    }
     let tailer = Tailer::new(
         opts,
         store,
@@ -249,17 +261,20 @@ pub fn run_until(
 
     let workers: Vec<_> = (0..settings.workers)
         .map(|n| {
-            let (rx, tx, live, counters, host, metrics) = (
+            let (rx, tx, live, counters) = (
                 line_rx.clone(),
                 doc_tx.clone(),
                 live.clone(),
                 counters.clone(),
-                host.clone(),
-                metrics.clone(),
             );
+            let enrich = Enrich {
+                host: host.clone(),
+                metrics: metrics.clone(),
+                kube: kube.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("meshtrail-worker-{n}"))
-                .spawn(move || worker(&rx, &tx, &live, options, &host, &counters, &metrics))
+                .spawn(move || worker(&rx, &tx, &live, options, &enrich, &counters))
         })
         .collect::<Result<_, _>>()
         .context("starting workers")?;
@@ -297,15 +312,23 @@ pub fn run_until(
     Ok(())
 }
 
+/// What a worker adds to lines besides their parse: where they were read, and the metrics
+/// they count in.
+struct Enrich {
+    host: Arc<Host>,
+    metrics: Arc<Metrics>,
+    kube: Option<Arc<Kube>>,
+}
+
 fn worker(
     rx: &Mutex<Receiver<LineBatch>>,
     tx: &SyncSender<DocBatch>,
     live: &Live,
     options: Options,
-    host: &Host,
+    enrich: &Enrich,
     counters: &Counters,
-    metrics: &Metrics,
 ) {
+    let metrics = &enrich.metrics;
     let mut processor = LineProcessor::new(live.parser(), options);
     loop {
         let batch = match rx.lock() {
@@ -319,7 +342,7 @@ fn worker(
             processor = LineProcessor::new(current, options);
         }
         let before = processor.stats.clone();
-        let docs = render(&batch, &mut processor, host, metrics);
+        let docs = render(&batch, &mut processor, enrich);
         for ((format, after), (_, before)) in processor.stats.access.iter().zip(&before.access) {
             metrics.access_events(format, after - before);
         }
@@ -352,41 +375,57 @@ fn worker(
     }
 }
 
-fn render(
-    batch: &LineBatch,
-    processor: &mut LineProcessor,
-    host: &Host,
-    metrics: &Metrics,
-) -> Vec<u8> {
+fn render(batch: &LineBatch, processor: &mut LineProcessor, enrich: &Enrich) -> Vec<u8> {
     let mut docs = Vec::with_capacity(batch.data.len() * 3);
     let mut hint = Hint::default();
     let file: &FileMeta = &batch.file;
     let (pod, container) = (file.kube.pod.as_deref(), file.kube.container.as_deref());
-    let role = metrics::role_from_path(pod, container);
-    let mut tally = Tally::new(Source {
-        gateway: role.map_or("unknown", |r| r.as_str()),
-        namespace: file
+    let view = enrich.kube.as_ref().and_then(|k| {
+        let view = k.store.lookup(&file.kube);
+        if view.is_none() {
+            k.metrics.unenriched.inc_by(batch.lines.len() as u64);
+        }
+        view
+    });
+    let role = match (&view, container) {
+        (Some(v), Some(c)) => v.pod.role(c),
+        _ => metrics::role_from_path(pod, container),
+    };
+    let namespace = match &view {
+        Some(v) => v.pod.namespace.clone(),
+        None => file
             .kube
             .namespace
             .clone()
             .unwrap_or_else(|| "unknown".to_owned()),
-        workload: pod.map_or_else(|| "unknown".to_owned(), metrics::workload_from_pod),
+    };
+    let workload = match &view {
+        Some(v) => v.pod.workload.clone(),
+        None => pod.map_or_else(|| "unknown".to_owned(), metrics::workload_from_pod),
+    };
+    let mut tally = Tally::new(Source {
+        gateway: role.map_or("unknown", |r| r.as_str()),
+        namespace,
+        workload,
     });
+    let ctx = FileContext {
+        path: Some(&file.path),
+        kube: Some(&file.kube),
+        pod: view.as_ref(),
+        fingerprint: file.fingerprint.get().copied(),
+        host: Some(&enrich.host),
+        role,
+        peers: enrich
+            .kube
+            .as_ref()
+            .filter(|k| k.enrich_peers)
+            .map(|k| &*k.store),
+    };
     for line in &batch.lines {
         let joined = batch.joined(line);
-        processor.process_with(
-            &joined,
-            Some(&file.path),
-            Some(&file.kube),
-            file.fingerprint.get().copied(),
-            Some(host),
-            role,
-            &mut hint,
-            &mut tally,
-            &mut docs,
-        );
+        processor.process(&joined, &ctx, &mut hint, &mut tally, &mut docs);
     }
-    metrics.record(&tally);
+    enrich.metrics.record(&tally);
     docs
 }
 

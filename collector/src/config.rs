@@ -31,6 +31,45 @@ pub struct Config {
     /// How long a shutdown may take to flush and checkpoint, in seconds. Default 25 (a pod's
     /// default grace period is 30).
     pub shutdown_timeout_secs: Option<u64>,
+    /// Kubernetes metadata.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `kubernetes:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Where pod metadata comes from: `api` (watches on the API server), `kubelet` (this
+    /// node's kubelet `/pods`, polled; spares the API server) or `off`. Default: `api` in a
+    /// cluster (`$KUBERNETES_SERVICE_HOST` set), `off` elsewhere.
+    pub source: Option<String>,
+    /// A kubeconfig file, for runs outside a cluster. Default: the in-cluster service
+    /// account, else `$KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubelet's address for `source: kubelet`. Default `https://$NODE_IP:10250`.
+    pub kubelet_url: Option<String>,
+    /// CA bundle that signed the kubelet's serving certificate. Default: the service
+    /// account's CA.
+    pub kubelet_ca_file: Option<PathBuf>,
+    /// Accept any kubelet certificate (self-signed serving certificates). Default false;
+    /// a warning is logged when on.
+    pub kubelet_insecure_skip_verify: Option<bool>,
+    /// How often the kubelet's `/pods` is read, in seconds. Default 10.
+    pub kubelet_poll_secs: Option<u64>,
+    /// Annotation keys copied to `kubernetes.annotations.*` (exact keys). Default none.
+    pub annotations: Option<Vec<String>>,
+    /// Name the workloads behind `source.ip` and `destination.ip`
+    /// (`meshtrail.source.workload`…): one cluster-wide pod watch keeping IP → workload.
+    /// Default false.
+    pub enrich_peers: Option<bool>,
+    /// How long a deleted pod's metadata outlives its last use, in seconds. Default 60.
+    pub deleted_pod_grace_secs: Option<u64>,
+    /// Longest random delay before the first request, in seconds, so that a DaemonSet
+    /// roll-out does not list all at once. Default 5.
+    pub start_jitter_secs: Option<u64>,
+    /// How long reading waits at start for the first pod list, in seconds; reading then
+    /// goes on with path metadata. Default 10; 0 does not wait.
+    pub initial_sync_timeout_secs: Option<u64>,
 }
 
 /// `tail:`
@@ -300,6 +339,135 @@ pub struct Settings {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Series limit of the security metrics.
     pub max_series: usize,
+    /// Kubernetes metadata; `None` when off.
+    pub kubernetes: Option<KubeSettings>,
+}
+
+/// Where pod metadata comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KubeSource {
+    /// Watches on the API server, with these client settings.
+    Api {
+        /// A kubeconfig; `None`: in-cluster, else `$KUBECONFIG`.
+        kubeconfig: Option<PathBuf>,
+    },
+    /// The kubelet's `/pods`.
+    Kubelet {
+        /// Its base URL.
+        url: String,
+        /// CA bundle of its serving certificate.
+        ca_file: Option<PathBuf>,
+        /// Accept any certificate.
+        insecure_skip_verify: bool,
+        /// Poll interval.
+        poll: Duration,
+    },
+}
+
+/// The validated `kubernetes:` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeSettings {
+    /// The source.
+    pub source: KubeSource,
+    /// Annotation keys to copy.
+    pub annotations: Vec<String>,
+    /// The cluster-wide IP → workload watch.
+    pub enrich_peers: bool,
+    /// Deleted-pod grace.
+    pub deleted_pod_grace: Duration,
+    /// Start-up jitter bound.
+    pub start_jitter: Duration,
+    /// Start-up wait for the first list.
+    pub initial_sync_timeout: Duration,
+}
+
+impl KubernetesConfig {
+    fn validate(self, env: Env<'_>) -> Result<Option<KubeSettings>, ConfigError> {
+        let in_cluster = env("KUBERNETES_SERVICE_HOST").is_some();
+        let source = match self.source.as_deref() {
+            None if in_cluster => "api",
+            None => "off",
+            Some(s) => s,
+        };
+        let source = match source {
+            "off" => return Ok(None),
+            "api" => KubeSource::Api {
+                kubeconfig: self.kubeconfig,
+            },
+            "kubelet" => {
+                let url = match (self.kubelet_url, env("NODE_IP")) {
+                    (Some(u), _) => u,
+                    (None, Some(ip)) if ip.contains(':') => format!("https://[{ip}]:10250"),
+                    (None, Some(ip)) => format!("https://{ip}:10250"),
+                    (None, None) => {
+                        return Err(invalid(
+                            "kubernetes.kubelet_url",
+                            "",
+                            "set it, or give the pod NODE_IP from the downward API (status.hostIP)",
+                        ));
+                    }
+                };
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(
+                        "kubernetes.kubelet_url",
+                        &url,
+                        "expected an http:// or https:// URL such as https://10.0.0.5:10250",
+                    ));
+                }
+                let poll = self.kubelet_poll_secs.unwrap_or(10);
+                if !(1..=3600).contains(&poll) {
+                    return Err(invalid(
+                        "kubernetes.kubelet_poll_secs",
+                        poll,
+                        "expected 1 to 3600 seconds",
+                    ));
+                }
+                KubeSource::Kubelet {
+                    url,
+                    ca_file: self.kubelet_ca_file,
+                    insecure_skip_verify: self.kubelet_insecure_skip_verify.unwrap_or(false),
+                    poll: Duration::from_secs(poll),
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "kubernetes.source",
+                    other,
+                    "expected api, kubelet or off",
+                ));
+            }
+        };
+        let secs = |field: &'static str, v: Option<u64>, default: u64, max: u64| {
+            let v = v.unwrap_or(default);
+            if v > max {
+                return Err(invalid(field, v, format!("expected 0 to {max} seconds")));
+            }
+            Ok(Duration::from_secs(v))
+        };
+        Ok(Some(KubeSettings {
+            source,
+            annotations: self.annotations.unwrap_or_default(),
+            enrich_peers: self.enrich_peers.unwrap_or(false),
+            deleted_pod_grace: secs(
+                "kubernetes.deleted_pod_grace_secs",
+                self.deleted_pod_grace_secs,
+                60,
+                86_400,
+            )?,
+            start_jitter: secs(
+                "kubernetes.start_jitter_secs",
+                self.start_jitter_secs,
+                5,
+                600,
+            )?,
+            initial_sync_timeout: secs(
+                "kubernetes.initial_sync_timeout_secs",
+                self.initial_sync_timeout_secs,
+                10,
+                600,
+            )?,
+        }))
+    }
 }
 
 /// Environment variables a DaemonSet injects, read through a function so tests can set them.
@@ -629,7 +797,9 @@ impl Config {
                 "expected 100 to 10000000",
             ));
         }
+        let kubernetes = self.kubernetes.validate(env)?;
         Ok(Settings {
+            kubernetes,
             metrics_address,
             max_series,
             node_name: self
@@ -678,6 +848,59 @@ mod tests {
             (Framing::Auto, StartAt::Beginning, Sink::Stdout)
         );
         assert_eq!(s.max_in_flight_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn kubernetes_source_follows_the_environment_and_is_checked() {
+        assert_eq!(
+            settings("").unwrap().kubernetes,
+            None,
+            "off outside a cluster"
+        );
+        let in_cluster = |k: &str| match k {
+            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_owned()),
+            "NODE_IP" => Some("192.168.0.10".to_owned()),
+            _ => None,
+        };
+        let k = Config::parse("", "t")
+            .unwrap()
+            .validate(&in_cluster)
+            .unwrap()
+            .kubernetes
+            .unwrap();
+        assert_eq!(k.source, KubeSource::Api { kubeconfig: None });
+        assert_eq!(
+            (k.deleted_pod_grace, k.start_jitter, k.enrich_peers),
+            (Duration::from_secs(60), Duration::from_secs(5), false)
+        );
+        let k = Config::parse("kubernetes:\n  source: kubelet\n", "t")
+            .unwrap()
+            .validate(&in_cluster)
+            .unwrap()
+            .kubernetes
+            .unwrap();
+        assert!(
+            matches!(&k.source, KubeSource::Kubelet { url, insecure_skip_verify: false, .. } if url == "https://192.168.0.10:10250"),
+            "{k:?}"
+        );
+        let err = settings("kubernetes:\n  source: kubelet\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kubernetes.kubelet_url") && err.contains("NODE_IP"),
+            "{err}"
+        );
+        let err = settings("kubernetes:\n  source: apiserver\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kubernetes.source") && err.contains("api, kubelet or off"),
+            "{err}"
+        );
+        let err = settings("kubernetes:\n  source: api\n  start_jitter_secs: 9999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kubernetes.start_jitter_secs"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use meshtrail_parsers::envoy::{Field, Fields, Hint, Parser, Program, builtin};
 use meshtrail_parsers::frame::{self, Framing};
 use meshtrail_parsers::partial::Joiner;
 
+use crate::pipeline::FileContext;
 use crate::pipeline::{LineProcessor, Observe, Options};
 
 /// A small deterministic generator (xorshift64*), so every demo run shows the same traffic.
@@ -407,14 +408,12 @@ pub fn run(dir: &Path, lines: u64) -> anyhow::Result<()> {
             offset += line.len() as u64 + 1;
             if let Some(joined) = joiner.push(frame::frame(&line, Framing::Cri), start) {
                 doc.clear();
-                processor.process(
-                    &joined,
-                    Some(&name),
-                    Some(*role),
-                    &mut hint,
-                    &mut summary,
-                    &mut doc,
-                );
+                let ctx = FileContext {
+                    path: Some(&name),
+                    role: Some(*role),
+                    ..FileContext::default()
+                };
+                processor.process(&joined, &ctx, &mut hint, &mut summary, &mut doc);
                 out.write_all(&doc)?;
             }
         }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod document;
 pub mod enrich;
+pub mod k8s;
 pub mod logging;
 pub mod metrics;
 pub mod parse_cmd;

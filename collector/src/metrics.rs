@@ -571,6 +571,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for families other modules own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Records one `_bulk` request's duration.
     pub fn observe_bulk(&self, seconds: f64) {
         self.bulk_duration.observe(seconds);

@@ -10,6 +10,7 @@ use meshtrail_parsers::envoy::{Hint, Parser};
 use meshtrail_parsers::frame::{self, Framing};
 use meshtrail_parsers::partial::Joiner;
 
+use crate::pipeline::FileContext;
 use crate::pipeline::{LineProcessor, Options, Stats};
 
 /// What to parse and how.
@@ -97,6 +98,10 @@ fn parse_stream(
     let mut line = Vec::with_capacity(4096);
     let mut doc = Vec::with_capacity(8192);
     let mut offset = 0u64;
+    let ctx = FileContext {
+        path: file,
+        ..FileContext::default()
+    };
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line)?;
@@ -108,7 +113,7 @@ fn parse_stream(
         let body = line.strip_suffix(b"\n").unwrap_or(&line);
         let record = frame::frame(body, args.framing);
         if let Some(joined) = joiner.push(record, start) {
-            processor.process(&joined, file, None, &mut hint, &mut (), &mut doc);
+            processor.process(&joined, &ctx, &mut hint, &mut (), &mut doc);
         }
         if doc.len() >= 1 << 16 {
             out.write_all(&doc)?;
@@ -116,7 +121,7 @@ fn parse_stream(
         }
     }
     while let Some(joined) = joiner.flush() {
-        processor.process(&joined, file, None, &mut hint, &mut (), &mut doc);
+        processor.process(&joined, &ctx, &mut hint, &mut (), &mut doc);
     }
     out.write_all(&doc)
 }

@@ -10,6 +10,7 @@ use meshtrail_parsers::partial::Joined;
 
 use crate::document::{self, Host, Origin};
 use crate::enrich::PathMeta;
+use crate::k8s::store::{PodView, Store};
 
 /// How lines become documents.
 #[derive(Clone, Copy, Debug, Default)]
@@ -67,6 +68,25 @@ impl Observe for () {
     fn access(&mut self, _: &Fields<'_>, _: &Verdict<'_>, _: Option<Role>) {}
 }
 
+/// What every line of one file shares.
+#[derive(Clone, Copy, Default)]
+pub struct FileContext<'a> {
+    /// `log.file.path`.
+    pub path: Option<&'a str>,
+    /// What the path says of the container.
+    pub kube: Option<&'a PathMeta>,
+    /// The pod, when the Kubernetes source knows it.
+    pub pod: Option<&'a PodView>,
+    /// The file's fingerprint (for `event.id`).
+    pub fingerprint: Option<u64>,
+    /// The node and cluster.
+    pub host: Option<&'a Host>,
+    /// The proxy role of the container.
+    pub role: Option<Role>,
+    /// The IP → workload map, when `enrich_peers` is on.
+    pub peers: Option<&'a Store>,
+}
+
 /// Turns lines into documents with one parser.
 pub struct LineProcessor {
     parser: Arc<Parser>,
@@ -96,34 +116,14 @@ impl LineProcessor {
     pub fn process(
         &mut self,
         line: &Joined<'_>,
-        file: Option<&str>,
-        role: Option<Role>,
-        hint: &mut Hint,
-        observer: &mut impl Observe,
-        out: &mut Vec<u8>,
-    ) {
-        self.process_with(line, file, None, None, None, role, hint, observer, out);
-    }
-
-    /// [`LineProcessor::process`] with the file's Kubernetes metadata and the host.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "each argument is one fact of the line; a struct would only rename them"
-    )]
-    pub fn process_with(
-        &mut self,
-        line: &Joined<'_>,
-        file: Option<&str>,
-        kube: Option<&PathMeta>,
-        fingerprint: Option<u64>,
-        host: Option<&Host>,
-        role: Option<Role>,
+        ctx: &FileContext<'_>,
         hint: &mut Hint,
         observer: &mut impl Observe,
         out: &mut Vec<u8>,
     ) {
         let text = line.text();
         let invalid_utf8 = matches!(text, Cow::Owned(_));
+        let (file, host, role) = (ctx.path, ctx.host, ctx.role);
         let origin = Origin {
             created: line.time.as_deref(),
             stream: line.stream,
@@ -132,9 +132,12 @@ impl LineProcessor {
             truncated_bytes: line.truncated_bytes,
             invalid_utf8,
             joined: line.records > 1,
-            kube,
+            kube: ctx.kube,
+            pod: ctx.pod,
+            role,
+            peers: ctx.peers,
             host,
-            id: match (host, fingerprint) {
+            id: match (host, ctx.fingerprint) {
                 (Some(h), Some(fp)) => Some(document::event_id(h.id_prefix(), fp, line.offset)),
                 _ => None,
             },

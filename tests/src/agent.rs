@@ -38,6 +38,8 @@ impl Agent {
             .args(["run", "--config"])
             .arg(config)
             .env("MESHTRAIL_LOG", "info")
+            // Tests never reach a real cluster, even when they run inside one.
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

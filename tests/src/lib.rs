@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod es_server;
+pub mod k8s_server;
 pub mod node;
 
 use std::time::{Duration, Instant};
@@ -23,4 +24,19 @@ pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The sum of the series of `name` in a Prometheus exposition whose labels include every
+/// `k="v"` of `labels`; 0 when none does.
+pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
 }

@@ -32,6 +32,11 @@ impl Node {
             fnv(pod) as u32,
             fnv(container) & 0xffff_ffff_ffff
         );
+        self.container_of(namespace, pod, &uid, container)
+    }
+
+    /// [`Node::container`] of the pod with this uid.
+    pub fn container_of(&self, namespace: &str, pod: &str, uid: &str, container: &str) -> PathBuf {
         let dir = self
             .root
             .join(format!("pods/{namespace}_{pod}_{uid}/{container}"));

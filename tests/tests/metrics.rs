@@ -8,25 +8,11 @@
 use std::time::Duration;
 
 use meshtrail_tests::agent::{Agent, http_get};
-use meshtrail_tests::eventually;
 use meshtrail_tests::node::{Node, Writer, istio_line};
+use meshtrail_tests::{eventually, metric_value as value};
 
 /// Label pairs a series must carry.
 type Labels<'a> = &'a [(&'a str, &'a str)];
-
-/// The value of the series of `name` whose labels include every `k="v"` of `labels`.
-fn value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
 
 fn write(w: &mut Writer, n: usize, line: &str) {
     for _ in 0..n {

@@ -10,9 +10,11 @@ use meshtrail_parsers::frame::Stream;
 use meshtrail_parsers::timestamp::Timestamp;
 
 use crate::enrich::PathMeta;
+use crate::k8s::store::{PodView, Store};
+use meshtrail_parsers::classify::Role;
 
 use writer::Preformatted;
-pub use writer::{ObjectWriter, StrArray};
+pub use writer::{ObjectWriter, RawJson, StrArray, write_str};
 
 /// The node and cluster the agent runs in.
 #[derive(Clone, Debug, Default)]
@@ -69,7 +71,7 @@ pub fn parse_event_id(id: &str) -> Option<(u64, u64)> {
 }
 
 /// What is known of a line besides its text: where it came from and how it was framed.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Origin<'a> {
     /// The container runtime's timestamp (`event.created`).
     pub created: Option<&'a str>,
@@ -87,6 +89,12 @@ pub struct Origin<'a> {
     pub joined: bool,
     /// What the file's path says of its container.
     pub kube: Option<&'a PathMeta>,
+    /// The pod, from the Kubernetes source: its fields replace the path's.
+    pub pod: Option<&'a PodView>,
+    /// `meshtrail.gateway`.
+    pub role: Option<Role>,
+    /// IP → workload, for `meshtrail.source.*` and `meshtrail.destination.*`.
+    pub peers: Option<&'a Store>,
     /// The node and cluster.
     pub host: Option<&'a Host>,
     /// `event.id`, when the file's fingerprint is known.
@@ -120,7 +128,23 @@ fn write_time(w: &mut ObjectWriter<'_>, key: &'static str, raw: &str, nanos: boo
 
 /// `kubernetes.*`, `container.*`, `orchestrator.*`, `host.*`, `stream`, `log.*`.
 fn origin_fields(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
-    if let Some(k) = o.kube {
+    let container = o.kube.and_then(|k| k.container.as_deref());
+    let info = o
+        .pod
+        .and_then(|v| container.and_then(|c| v.pod.container(c)));
+    if let Some(view) = o.pod {
+        w.begin("kubernetes");
+        w.members(&view.pod.rendered);
+        if let Some(labels) = &view.namespace_labels {
+            w.field("namespace_labels", RawJson(labels));
+        }
+        if let Some(c) = container {
+            w.begin("container");
+            w.field("name", c);
+            w.end();
+        }
+        w.end();
+    } else if let Some(k) = o.kube {
         w.begin("kubernetes");
         if let Some(v) = &k.namespace {
             w.field("namespace", v.as_str());
@@ -144,12 +168,21 @@ fn origin_fields(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
             w.end();
         }
         w.end();
-        if let Some(id) = &k.container_id {
-            w.begin("container");
-            w.field("id", id.as_str());
-            w.end();
-        }
     }
+    // The path's id names the container that wrote this file; the status names the
+    // current one, which differs after a restart.
+    let id = o
+        .kube
+        .and_then(|k| k.container_id.as_deref())
+        .or_else(|| info.and_then(|c| c.id.as_deref()));
+    w.begin("container");
+    if let Some(id) = id {
+        w.field("id", id);
+    }
+    if let Some(c) = info.filter(|c| !c.rendered.is_empty()) {
+        w.members(&c.rendered);
+    }
+    w.end();
     if let Some(h) = o.host {
         w.begin("orchestrator");
         w.field("type", "kubernetes");
@@ -348,7 +381,7 @@ pub fn access(
         f.get(Field::DownstreamRemoteAddress),
         f.int(Field::BytesReceived),
     );
-    address(
+    let destination_ip = address(
         &mut w,
         "destination",
         f.get(Field::UpstreamHost),
@@ -386,11 +419,16 @@ pub fn access(
     envoy(&mut w, f, xff);
 
     w.begin("meshtrail");
+    if let Some(r) = origin.role {
+        w.field("gateway", r.as_str());
+    }
     w.begin("parse");
     w.field("format", format);
     w.end();
     security(&mut w, v);
-    peer(&mut w, f);
+    let identity = spiffe(f);
+    peer(&mut w, identity);
+    workloads(&mut w, origin, identity, source_ip, destination_ip);
     w.end();
     w.finish();
 }
@@ -569,23 +607,63 @@ fn security(w: &mut ObjectWriter<'_>, v: &Verdict<'_>) {
     w.end();
 }
 
-/// `meshtrail.peer.*` from a SPIFFE identity `spiffe://<td>/ns/<ns>/sa/<sa>`.
-fn peer(w: &mut ObjectWriter<'_>, f: &Fields<'_>) {
-    let Some(san) = f.get(Field::DownstreamPeerUriSan) else {
-        return;
-    };
-    let Some(id) = san
+/// A SPIFFE identity `spiffe://<td>/ns/<ns>/sa/<sa>`: (trust domain, namespace, service
+/// account), from the downstream peer's certificate.
+type Spiffe<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+fn spiffe<'a>(f: &'a Fields<'_>) -> Option<Spiffe<'a>> {
+    let san = f.get(Field::DownstreamPeerUriSan)?;
+    let id = san
         .split(',')
         .map(str::trim)
-        .find_map(|s| s.strip_prefix("spiffe://"))
-    else {
-        return;
-    };
+        .find_map(|s| s.strip_prefix("spiffe://"))?;
     let mut parts = id.split('/');
     let td = parts.next().filter(|s| !s.is_empty());
     let (ns, sa) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("ns"), Some(ns), Some("sa"), Some(sa)) => (Some(ns), Some(sa)),
         _ => (None, None),
+    };
+    Some((td, ns, sa))
+}
+
+/// `meshtrail.source.*` and `meshtrail.destination.*`: the workloads behind the IPs, from
+/// the IP map (`enrich_peers`); the source's namespace from its SPIFFE identity first,
+/// which needs no API.
+fn workloads(
+    w: &mut ObjectWriter<'_>,
+    o: &Origin<'_>,
+    identity: Option<Spiffe<'_>>,
+    source_ip: Option<&str>,
+    destination_ip: Option<&str>,
+) {
+    let lookup = |ip: Option<&str>| {
+        let peers = o.peers?;
+        peers.peer(ip?.parse().ok()?)
+    };
+    let source = lookup(source_ip);
+    w.begin("source");
+    if let Some(ns) = identity
+        .and_then(|(_, ns, _)| ns)
+        .or(source.as_ref().map(|p| p.namespace.as_str()))
+    {
+        w.field("namespace", ns);
+    }
+    if let Some(p) = &source {
+        w.field("workload", p.workload.as_str());
+    }
+    w.end();
+    if let Some(p) = lookup(destination_ip) {
+        w.begin("destination");
+        w.field("namespace", p.namespace.as_str());
+        w.field("workload", p.workload.as_str());
+        w.end();
+    }
+}
+
+/// `meshtrail.peer.*` from a SPIFFE identity.
+fn peer(w: &mut ObjectWriter<'_>, identity: Option<Spiffe<'_>>) {
+    let Some((td, ns, sa)) = identity else {
+        return;
     };
     w.begin("peer");
     if let Some(td) = td {
@@ -687,9 +765,77 @@ mod tests {
             "meshtrail": {"parse": {"format": "meshtrail"},
                           "security": {"outcome": "authz_denied", "mtls": "success",
                                        "denial": {"kind": "rbac", "policy": "ns[shop]-policy[deny]-rule[0]"}},
-                          "peer": {"trust_domain": "cluster.local", "namespace": "shop", "service_account": "web"}}
+                          "peer": {"trust_domain": "cluster.local", "namespace": "shop", "service_account": "web"},
+                          // From the SPIFFE identity: no API needed.
+                          "source": {"namespace": "shop"}}
         });
         assert_eq!(doc, want, "\ngot:  {doc}\nwant: {want}");
+    }
+
+    #[test]
+    fn pod_metadata_replaces_the_path_and_peers_are_named() {
+        use crate::k8s::project::PodInfo;
+        use crate::k8s::store::Store;
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": "pay-7d4f-x2", "namespace": "shop", "uid": "u-1",
+                         "labels": {"app.kubernetes.io/name": "pay", "pod-template-hash": "7d4f"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                              "name": "pay-7d4f", "uid": "r", "controller": true}]},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "istio-proxy", "image": "istio/proxyv2:1.24.0"}]},
+            "status": {"podIP": "10.44.1.27", "containerStatuses": [{"name": "istio-proxy",
+                "image": "istio/proxyv2:1.24.0", "imageID": "", "ready": true, "restartCount": 0,
+                "containerID": "containerd://abc"}]}
+        }))
+        .unwrap();
+        let store = Store::new(std::time::Duration::from_secs(60));
+        store.apply_pod(PodInfo::from_pod(&pod, &[]).unwrap());
+        store.apply_namespace("shop".into(), br#"{"istio-injection":"enabled"}"#.to_vec());
+        store.apply_peer("u-9", "10.1.2.3".parse().unwrap(), "web", "frontend");
+        store.apply_peer("u-1", "10.44.1.27".parse().unwrap(), "shop", "pay");
+        let path = PathMeta {
+            pod_uid: Some("u-1".into()),
+            container: Some("istio-proxy".into()),
+            ..PathMeta::default()
+        };
+        let view = store.lookup(&path).unwrap();
+        let origin = Origin {
+            kube: Some(&path),
+            pod: Some(&view),
+            role: view.pod.role("istio-proxy"),
+            peers: Some(&store),
+            ..Origin::default()
+        };
+        let parser = Parser::auto();
+        let Parsed::Access { format, fields } = parser.parse(LINE, &mut Hint::default()) else {
+            panic!("not read")
+        };
+        let v = classify(&fields, origin.role);
+        let mut out = Vec::new();
+        access(&mut out, &origin, format, &fields, &v, None);
+        let doc: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            doc["kubernetes"],
+            json!({"namespace": "shop", "pod": {"name": "pay-7d4f-x2", "uid": "u-1", "ip": "10.44.1.27"},
+                   "node": {"name": "node-1"},
+                   "labels": {"app_kubernetes_io/name": "pay", "pod-template-hash": "7d4f"},
+                   "deployment": {"name": "pay"}, "replicaset": {"name": "pay-7d4f"},
+                   "namespace_labels": {"istio-injection": "enabled"},
+                   "container": {"name": "istio-proxy"}})
+        );
+        assert_eq!(
+            doc["container"],
+            json!({"id": "abc", "runtime": "containerd", "image": {"name": "istio/proxyv2:1.24.0"}})
+        );
+        assert_eq!(doc["meshtrail"]["gateway"], "sidecar");
+        // The SPIFFE namespace wins over the IP map's.
+        assert_eq!(
+            doc["meshtrail"]["source"],
+            json!({"namespace": "shop", "workload": "frontend"})
+        );
+        assert_eq!(
+            doc["meshtrail"]["destination"],
+            json!({"namespace": "shop", "workload": "pay"})
+        );
     }
 
     #[test]

@@ -52,6 +52,15 @@ impl JsonValue for Preformatted<'_> {
     }
 }
 
+/// A JSON value rendered beforehand (an object of labels), written as is.
+pub struct RawJson<'a>(pub &'a [u8]);
+
+impl JsonValue for RawJson<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0);
+    }
+}
+
 /// True when any byte of the word is `"`, `\` or below 0x20 (SWAR: eight bytes a step).
 #[inline]
 fn word_needs_escape(w: u64) -> bool {
@@ -183,6 +192,17 @@ impl<'o> ObjectWriter<'o> {
         self.open_pending();
         write_plain_key(self.out, key);
         value.write_json(self.out);
+    }
+
+    /// Appends members rendered beforehand (`"a":1,"b":{…}`, no braces) to the innermost
+    /// object. The caller guarantees they are valid JSON members and that no key repeats one
+    /// written around them.
+    pub fn members(&mut self, raw: &[u8]) {
+        if raw.is_empty() {
+            return;
+        }
+        self.open_pending();
+        self.out.extend_from_slice(raw);
     }
 
     /// Writes `key: value` with a key from the input (an operator or JSON key), escaped.

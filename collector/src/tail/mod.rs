@@ -380,7 +380,7 @@ impl Tailer {
 
     fn open(&mut self, f: &Found, first: bool, size: u64) {
         let head = FileReader::head(&f.target, FINGERPRINT_BYTES).unwrap_or_default();
-        let fp = fingerprint(&head);
+        let fp = fingerprint(&f.target, &head);
         // A copy or rotation of a file already tracked (same first line): read once only.
         if fp.is_some() && self.files.iter().any(|t| t.fingerprint == fp) {
             return;
@@ -486,7 +486,7 @@ impl Tailer {
             .map(|p| {
                 let fp = FileReader::head(&p, FINGERPRINT_BYTES)
                     .ok()
-                    .and_then(|h| fingerprint(&h));
+                    .and_then(|h| fingerprint(&p, &h));
                 let meta = std::fs::metadata(&p).ok();
                 let di = meta.as_ref().map(DevIno::of);
                 let recent = since
@@ -543,7 +543,7 @@ impl Tailer {
                 .find(|p| {
                     FileReader::head(p, FINGERPRINT_BYTES)
                         .ok()
-                        .and_then(|h| fingerprint(&h))
+                        .and_then(|h| fingerprint(p, &h))
                         .map(hex)
                         .as_deref()
                         == Some(entry.fingerprint.as_str())
@@ -598,7 +598,7 @@ impl Tailer {
             let replaced = t.fingerprint.is_none()
                 || t.reader
                     .head_now()
-                    .is_some_and(|h| fingerprint(&h) != t.fingerprint);
+                    .is_some_and(|h| fingerprint(&t.target, &h) != t.fingerprint);
             let rewritten = size == t.reader.offset && written_since && replaced;
             let truncated = size < t.reader.offset || rewritten;
             self.block = block;
@@ -613,7 +613,7 @@ impl Tailer {
         if t.fingerprint.is_some()
             && t.reader
                 .head_now()
-                .is_some_and(|h| fingerprint(&h) != t.fingerprint)
+                .is_some_and(|h| fingerprint(&t.target, &h) != t.fingerprint)
         {
             let before = t.reader.offset - n as u64;
             self.block = block;
@@ -625,7 +625,7 @@ impl Tailer {
         t.read_mtime = t.reader.size_and_mtime().and_then(|(_, m)| m);
         stats::add(&self.counters.bytes_read, n as u64);
         if t.fingerprint.is_none() && t.carry_start == 0 {
-            t.fingerprint = fingerprint(&block);
+            t.fingerprint = fingerprint(&t.target, &block);
             if let Some(fp) = t.fingerprint {
                 let _ = t.meta.fingerprint.set(fp);
                 t.delivered = self.delivered.get(&fp).cloned().unwrap_or_default();
@@ -705,7 +705,7 @@ impl Tailer {
             discover::rotated_siblings(&target).into_iter().find(|p| {
                 let same = FileReader::head(p, FINGERPRINT_BYTES)
                     .ok()
-                    .and_then(|h| fingerprint(&h))
+                    .and_then(|h| fingerprint(p, &h))
                     == Some(fp);
                 same && std::fs::metadata(p).is_ok_and(|m| DevIno::of(&m) != dev_ino)
             })
