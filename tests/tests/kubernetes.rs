@@ -337,6 +337,7 @@ fn every_owner_kind_labels_gateways_and_requests_under_churn() {
         metric_value(&m, "meshtrail_kubernetes_unenriched_events_total", &[]),
         0.0
     );
+    meshtrail_tests::promtool_check_metrics(&m);
     agent.kill();
 }
 

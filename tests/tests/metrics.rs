@@ -300,19 +300,7 @@ fn security_metrics_count_every_outcome() {
     assert_eq!(http_get(&addr, "/nope").0, 404);
 
     // The real Prometheus tool reads the exposition without a complaint.
-    let path = node.root.join("metrics.txt");
-    std::fs::write(&path, &text).unwrap();
-    let check = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&path).unwrap())
-        .output()
-        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
-    let report = String::from_utf8_lossy(&check.stdout).into_owned()
-        + &String::from_utf8_lossy(&check.stderr);
-    assert!(
-        check.status.success() && report.trim().is_empty(),
-        "promtool check metrics: {report}"
-    );
+    meshtrail_tests::promtool_check_metrics(&text);
     assert_eq!(agent.terminate(), 0);
 }
 
