@@ -508,3 +508,39 @@ fn peers_are_named_by_ip() {
     );
     agent.kill();
 }
+
+#[test]
+fn a_slow_api_server_never_holds_lines_back() {
+    let node = Node::new("k8s-slow");
+    let server = K8sServer::start(NODE);
+    let p = owned(pod("shop", "slowpoke-0", 1), "StatefulSet", "slowpoke");
+    server.put_pod(&p);
+    server.set_faults(K8sFaults {
+        delay: Some(Duration::from_secs(5)),
+        ..K8sFaults::default()
+    });
+    let agent = Agent::start(&config(&node, &server, "  initial_sync_timeout_secs: 0\n"));
+    let mut w = log(&node, &p, "app", 4, "early");
+    // Shipped before the API answered, with what the path says.
+    let docs = docs_of(&node, "slowpoke-0", 4);
+    assert!(
+        docs.iter()
+            .all(|d| d["kubernetes"].get("statefulset").is_none())
+    );
+    assert_eq!(
+        metric_value(&metrics(&agent), "meshtrail_kubernetes_synced", &[]),
+        0.0,
+        "the list was still on its way"
+    );
+    wait_metric(&agent, "meshtrail_kubernetes_synced", &[], 1.0);
+    w.raw("2026-11-24T10:00:01.000000000Z stdout F late\n");
+    w.flush();
+    let docs = docs_of(&node, "slowpoke-0", 5);
+    assert_eq!(
+        docs.iter()
+            .filter(|d| d["kubernetes"]["statefulset"]["name"] == "slowpoke")
+            .count(),
+        1
+    );
+    agent.kill();
+}
