@@ -20,6 +20,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+use crate::listener::Listener;
+
 /// Faults the next requests meet.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
@@ -56,8 +58,7 @@ pub struct EsServer {
     store: Arc<Mutex<Store>>,
     /// `_bulk` requests received.
     pub bulk_requests: Arc<AtomicU64>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _listener: Listener,
 }
 
 fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
@@ -315,58 +316,60 @@ impl EsServer {
             ..Store::default()
         }));
         let bulk_requests = Arc::new(AtomicU64::new(0));
-        let listener = std::net::TcpListener::bind(addr).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let (store2, counter) = (store.clone(), bulk_requests.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let stream = tokio::select! {
-                        _ = &mut rx => return,
-                        accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
-                    };
-                    let (store, counter) = (store2.clone(), counter.clone());
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let (store, counter) = (store.clone(), counter.clone());
-                            async move {
-                                let method = req.method().as_str().to_owned();
-                                let path = req.uri().path().to_owned();
-                                let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                                let gzip = req.headers().get("content-encoding").is_some_and(|v| v == "gzip");
-                                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                if path.ends_with("_bulk") {
-                                    counter.fetch_add(1, Ordering::Relaxed);
-                                }
-                                let delay = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults.delay;
-                                if let Some(d) = delay {
-                                    tokio::time::sleep(d).await;
-                                }
-                                match handle(&store, &method, &path, auth.as_deref(), gzip, &body) {
-                                    Reply::Respond(r) => Ok(r),
-                                    // A service error makes hyper close the connection unanswered.
-                                    Reply::Drop => Err(std::io::Error::other("dropped after storing, on purpose")),
-                                }
+        let listener = Listener::start(addr, move |stream| {
+            let (store, counter) = (store2.clone(), counter.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (store, counter) = (store.clone(), counter.clone());
+                    async move {
+                        let method = req.method().as_str().to_owned();
+                        let path = req.uri().path().to_owned();
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let gzip = req
+                            .headers()
+                            .get("content-encoding")
+                            .is_some_and(|v| v == "gzip");
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        if path.ends_with("_bulk") {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let delay = store
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .faults
+                            .delay;
+                        if let Some(d) = delay {
+                            tokio::time::sleep(d).await;
+                        }
+                        match handle(&store, &method, &path, auth.as_deref(), gzip, &body) {
+                            Reply::Respond(r) => Ok(r),
+                            // A service error makes hyper close the connection unanswered.
+                            Reply::Drop => {
+                                Err(std::io::Error::other("dropped after storing, on purpose"))
                             }
-                        });
-                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                    });
-                }
+                        }
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         });
         EsServer {
-            url,
+            url: listener.url.clone(),
             store,
             bulk_requests,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _listener: listener,
         }
     }
 
@@ -390,16 +393,5 @@ impl EsServer {
             .filter(|(i, _)| i.starts_with(prefix))
             .flat_map(|(_, d)| d.clone())
             .collect()
-    }
-}
-
-impl Drop for EsServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -28,6 +28,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::listener::Listener;
+
 /// Faults the next requests meet.
 #[derive(Clone, Debug, Default)]
 pub struct K8sFaults {
@@ -249,6 +251,19 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
 }
 
 impl World {
+    /// The objects of `resource` (pods on `node` when given), as lists carry them.
+    fn objects(&self, resource: Resource, node: Option<&str>) -> Vec<Value> {
+        match resource {
+            Resource::Pods => self
+                .pods
+                .values()
+                .filter(|(n, _)| node.is_none_or(|want| want == n))
+                .map(|(_, p)| p.clone())
+                .collect(),
+            Resource::Namespaces => self.namespaces.values().cloned().collect(),
+        }
+    }
+
     fn publish(
         &mut self,
         resource: Resource,
@@ -394,15 +409,7 @@ fn handle(world: &Arc<Mutex<World>>, uri: &hyper::Uri) -> Reply {
     if watch {
         return start_watch(world, &mut w, resource, node, &q);
     }
-    let mut items: Vec<Value> = match resource {
-        Resource::Pods => w
-            .pods
-            .values()
-            .filter(|(n, _)| node.as_ref().is_none_or(|want| want == n))
-            .map(|(_, p)| p.clone())
-            .collect(),
-        Resource::Namespaces => w.namespaces.values().cloned().collect(),
-    };
+    let mut items = w.objects(resource, node.as_deref());
     // Pages: `continue` is the offset of the next item, at the list's version.
     let start: usize = q
         .get("continue")
@@ -442,16 +449,7 @@ fn start_watch(
     let from = q.get("resourceVersion").map(String::as_str).unwrap_or("");
     match from {
         "" | "0" => {
-            let objects: Vec<Value> = match resource {
-                Resource::Pods => w
-                    .pods
-                    .values()
-                    .filter(|(n, _)| node.as_ref().is_none_or(|want| want == n))
-                    .map(|(_, p)| p.clone())
-                    .collect(),
-                Resource::Namespaces => w.namespaces.values().cloned().collect(),
-            };
-            for o in objects {
+            for o in w.objects(resource, node.as_deref()) {
                 let _ = tx.send(event_line("ADDED", &with_kind(resource, o)));
             }
         }
@@ -505,8 +503,7 @@ pub struct K8sServer {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     world: Arc<Mutex<World>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _listener: Listener,
 }
 
 impl K8sServer {
@@ -518,50 +515,42 @@ impl K8sServer {
             kubelet_node: kubelet_node.to_owned(),
             ..World::default()
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let w2 = world.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let stream = tokio::select! {
-                        _ = &mut rx => return,
-                        accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
-                    };
-                    let world = w2.clone();
-                    let down = world.lock().unwrap_or_else(PoisonError::into_inner).faults.down;
-                    if down {
-                        drop(stream);
-                        continue;
+        let listener = Listener::start("127.0.0.1:0", move |stream| {
+            let world = w2.clone();
+            if world
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .faults
+                .down
+            {
+                // Unreachable: the connection closes unanswered.
+                return;
+            }
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let world = world.clone();
+                    async move {
+                        let delay = world
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .faults
+                            .delay;
+                        if let Some(d) = delay {
+                            tokio::time::sleep(d).await;
+                        }
+                        Ok::<_, Infallible>(handle(&world, req.uri()))
                     }
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let world = world.clone();
-                            async move {
-                                let delay = world.lock().unwrap_or_else(PoisonError::into_inner).faults.delay;
-                                if let Some(d) = delay {
-                                    tokio::time::sleep(d).await;
-                                }
-                                Ok::<_, Infallible>(handle(&world, req.uri()))
-                            }
-                        });
-                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                    });
-                }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         });
         K8sServer {
-            url,
+            url: listener.url.clone(),
             world,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _listener: listener,
         }
     }
 
@@ -678,12 +667,7 @@ impl K8sServer {
 
 impl Drop for K8sServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        // Open watch streams end, so that the listener's thread can stop.
         self.world().watchers.clear();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

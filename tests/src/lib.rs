@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod es_server;
 pub mod k8s_server;
+pub mod listener;
 pub mod node;
 
 use std::time::{Duration, Instant};
