@@ -25,6 +25,7 @@ use crate::document::{Host, parse_event_id};
 use crate::k8s::Kube;
 use crate::metrics::{self, Metrics, Source, Tally};
 use crate::pipeline::{FileContext, LineProcessor, Options};
+use crate::sink::es::route::RouteKey;
 use crate::sink::{Built, DocBatch};
 use crate::stats::{self, Counters};
 use crate::tail::{FileMeta, LineBatch, TailOptions, Tailer};
@@ -342,7 +343,7 @@ fn worker(
             processor = LineProcessor::new(current, options);
         }
         let before = processor.stats.clone();
-        let docs = render(&batch, &mut processor, enrich);
+        let (docs, route) = render(&batch, &mut processor, enrich);
         for ((format, after), (_, before)) in processor.stats.access.iter().zip(&before.access) {
             metrics.access_events(format, after - before);
         }
@@ -368,6 +369,7 @@ fn worker(
             count: batch.lines.len() as u64,
             docs,
             reserved: batch.reserved,
+            route,
         };
         if tx.send(out).is_err() {
             return;
@@ -375,7 +377,12 @@ fn worker(
     }
 }
 
-fn render(batch: &LineBatch, processor: &mut LineProcessor, enrich: &Enrich) -> Vec<u8> {
+/// The batch's documents, and what the sink routes them by.
+fn render(
+    batch: &LineBatch,
+    processor: &mut LineProcessor,
+    enrich: &Enrich,
+) -> (Vec<u8>, RouteKey) {
     let mut docs = Vec::with_capacity(batch.data.len() * 3);
     let mut hint = Hint::default();
     let file: &FileMeta = &batch.file;
@@ -391,14 +398,17 @@ fn render(batch: &LineBatch, processor: &mut LineProcessor, enrich: &Enrich) -> 
         (Some(v), Some(c)) => v.pod.role(c),
         _ => metrics::role_from_path(pod, container),
     };
-    let namespace = match &view {
-        Some(v) => v.pod.namespace.clone(),
-        None => file
-            .kube
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "unknown".to_owned()),
+    let route = RouteKey {
+        gateway: role,
+        namespace: match &view {
+            Some(v) => Some(v.pod.namespace.clone()),
+            None => file.kube.namespace.clone(),
+        },
     };
+    let namespace = route
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "unknown".to_owned());
     let workload = match &view {
         Some(v) => v.pod.workload.clone(),
         None => pod.map_or_else(|| "unknown".to_owned(), metrics::workload_from_pod),
@@ -426,7 +436,7 @@ fn render(batch: &LineBatch, processor: &mut LineProcessor, enrich: &Enrich) -> 
         processor.process(&joined, &ctx, &mut hint, &mut tally, &mut docs);
     }
     enrich.metrics.record(&tally);
-    docs
+    (docs, route)
 }
 
 fn sink_loop(

@@ -81,6 +81,8 @@ enum Command {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    // One TLS provider for the process: the Elasticsearch and Kubernetes clients share it.
+    crate::sink::es::connect::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, once } => {

@@ -157,6 +157,36 @@ pub struct SinkConfig {
     pub dead_letter_path: Option<PathBuf>,
     /// For `elasticsearch`: install the ILM policy and templates at start. Default true.
     pub install_templates: Option<bool>,
+    /// For `elasticsearch`: an Elastic Cloud ID, instead of `url`.
+    pub cloud_id: Option<String>,
+    /// For `elasticsearch`: file holding a bearer token (a service account token); or
+    /// `$MESHTRAIL_ES_BEARER_TOKEN`.
+    pub bearer_token_file: Option<PathBuf>,
+    /// For `elasticsearch`: PEM bundle of CAs to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// For `elasticsearch`: PEM client certificate, for clusters that ask for one.
+    pub client_cert_file: Option<PathBuf>,
+    /// For `elasticsearch`: the client certificate's PEM key.
+    pub client_key_file: Option<PathBuf>,
+    /// For `elasticsearch`: accept any server certificate. Default false; warned about.
+    pub tls_insecure_skip_verify: Option<bool>,
+    /// For `elasticsearch`: where events of some pods go instead, first match wins.
+    pub routes: Option<Vec<RouteConfig>>,
+}
+
+/// One of `sink.routes`: events of pods that match go to their own data stream namespace
+/// or index prefix (the Fluentd config's per-gateway `<match>` blocks).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Match `meshtrail.gateway`: `ingress`, `egress` or `sidecar`.
+    pub gateway: Option<String>,
+    /// Match `kubernetes.namespace`.
+    pub namespace: Option<String>,
+    /// With data streams: the namespace part, `logs-meshtrail.access-<this>`.
+    pub data_stream_namespace: Option<String>,
+    /// With daily indices: the prefix, `<this>-YYYY.MM.DD`.
+    pub logstash_prefix: Option<String>,
 }
 
 /// `metrics:`
@@ -201,7 +231,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(
+pub(crate) fn invalid(
     field: &'static str,
     value: impl std::fmt::Debug,
     why: impl Into<String>,
@@ -274,6 +304,10 @@ pub struct EsSettings {
     pub dead_letter_path: PathBuf,
     /// Install templates at start.
     pub install_templates: bool,
+    /// TLS.
+    pub tls: crate::sink::es::connect::Tls,
+    /// Routing rules, first match wins; the rest goes to `destination`.
+    pub routes: Vec<crate::sink::es::route::Route>,
 }
 
 /// Standard base64 (RFC 4648) of `bytes`, for basic authentication.
@@ -636,14 +670,52 @@ impl Config {
                 }
             }
             "elasticsearch" => {
-                let url = s.url.clone().ok_or_else(|| invalid("sink.url", "none", "the elasticsearch sink needs the cluster's URL, e.g. http://elasticsearch:9200"))?;
-                if !url.starts_with("http://") {
+                let url = match (&s.url, &s.cloud_id) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "sink.cloud_id",
+                            "(set)",
+                            "give url or cloud_id, not both",
+                        ));
+                    }
+                    (Some(u), None) => u.clone(),
+                    (None, Some(id)) => crate::sink::es::connect::cloud_id_url(id)
+                        .map_err(|why| invalid("sink.cloud_id", "(set)", why))?,
+                    (None, None) => {
+                        return Err(invalid(
+                            "sink.url",
+                            "none",
+                            "the elasticsearch sink needs the cluster's URL (e.g. https://elasticsearch:9200) or cloud_id",
+                        ));
+                    }
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(invalid(
                         "sink.url",
                         &url,
-                        "expected http://host:port (TLS is not supported yet)",
+                        "expected http://host:port or https://host:port",
                     ));
                 }
+                let client_cert = match (&s.client_cert_file, &s.client_key_file) {
+                    (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                    (None, None) => None,
+                    (c, _) => {
+                        return Err(invalid(
+                            if c.is_some() {
+                                "sink.client_key_file"
+                            } else {
+                                "sink.client_cert_file"
+                            },
+                            "none",
+                            "a client certificate needs both client_cert_file and client_key_file",
+                        ));
+                    }
+                };
+                let tls = crate::sink::es::connect::Tls {
+                    ca_file: s.ca_file.clone(),
+                    client_cert,
+                    insecure_skip_verify: s.tls_insecure_skip_verify.unwrap_or(false),
+                };
                 let destination = match &s.logstash_prefix {
                     Some(prefix) => {
                         crate::sink::es::bulk::check_name(prefix)
@@ -672,15 +744,13 @@ impl Config {
                 };
                 let api_key =
                     read_secret("sink.api_key_file", &s.api_key_file, "MESHTRAIL_ES_API_KEY")?;
-                let authorization = match (&s.username, api_key) {
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            "sink.username",
-                            &s.username,
-                            "give a username and password, or an API key, not both",
-                        ));
-                    }
-                    (Some(user), None) => {
+                let bearer = read_secret(
+                    "sink.bearer_token_file",
+                    &s.bearer_token_file,
+                    "MESHTRAIL_ES_BEARER_TOKEN",
+                )?;
+                let authorization = match (&s.username, api_key, bearer) {
+                    (Some(user), None, None) => {
                         let password = read_secret(
                             "sink.password_file",
                             &s.password_file,
@@ -698,9 +768,21 @@ impl Config {
                             base64(format!("{user}:{password}").as_bytes())
                         )))
                     }
-                    (None, Some(key)) => Some(Secret(format!("ApiKey {key}"))),
-                    (None, None) => None,
+                    (None, Some(key), None) => Some(Secret(format!("ApiKey {key}"))),
+                    (None, None, Some(token)) => Some(Secret(format!("Bearer {token}"))),
+                    (None, None, None) => None,
+                    _ => {
+                        return Err(invalid(
+                            "sink.username/api_key_file/bearer_token_file",
+                            "(several set)",
+                            "give one of: username and password, an API key, a bearer token",
+                        ));
+                    }
                 };
+                let routes = crate::sink::es::route::Route::from_config(
+                    s.routes.as_deref().unwrap_or_default(),
+                    &destination,
+                )?;
                 let max_batch_bytes = s.max_batch_bytes.unwrap_or(5 << 20);
                 if !((64 << 10)..=(100 << 20)).contains(&max_batch_bytes) {
                     return Err(invalid(
@@ -729,6 +811,8 @@ impl Config {
                         .clone()
                         .unwrap_or_else(|| data_dir.join("dead-letters.ndjson")),
                     install_templates: s.install_templates.unwrap_or(true),
+                    tls,
+                    routes,
                 })
             }
             "file" if s.encode.is_some() => {
@@ -1022,6 +1106,57 @@ mod tests {
         "sink:\n  type: elasticsearch\n  url: http://es:9200\n  username: elastic\n",
         "`sink.password_file`"
     );
+
+    #[test]
+    fn es_transport_and_credentials_are_checked() {
+        let es = |extra: &str| settings(&format!("sink:\n  type: elasticsearch\n{extra}"));
+        let cloud = "  cloud_id: \"staging:dXMtZWFzdC0xLmF3cy5mb3VuZC5pbyRjZWM2ZjI2MWE3NGJmMjRjZTMzYmI4ODExYjg0Mjk0ZiRjNmMyY2E2ZDA0MjI0OWFmMGNjN2Q3YTllOTYyNTc0Mw==\"\n";
+        let Sink::Elasticsearch(e) = es(cloud).unwrap().sink else {
+            panic!("not elasticsearch")
+        };
+        assert_eq!(
+            e.url,
+            "https://cec6f261a74bf24ce33bb8811b84294f.us-east-1.aws.found.io"
+        );
+        let err = es(&format!("  url: https://es:9200\n{cloud}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sink.cloud_id") && err.contains("not both"),
+            "{err}"
+        );
+        let err = es("  url: ftp://es\n").unwrap_err().to_string();
+        assert!(
+            err.contains("sink.url") && err.contains("https://"),
+            "{err}"
+        );
+        let err = es("  url: https://es:9200\n  client_cert_file: /c.pem\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.client_key_file"), "{err}");
+        let dir = std::env::temp_dir().join(format!("meshtrail-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k"), "key").unwrap();
+        std::fs::write(dir.join("t"), "tok\n").unwrap();
+        let err = es(&format!(
+            "  url: https://es:9200\n  api_key_file: {0}/k\n  bearer_token_file: {0}/t\n",
+            dir.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("give one of"), "{err}");
+        let Sink::Elasticsearch(e) = es(&format!(
+            "  url: https://es:9200\n  bearer_token_file: {}/t\n",
+            dir.display()
+        ))
+        .unwrap()
+        .sink
+        else {
+            panic!("not elasticsearch")
+        };
+        assert_eq!(e.authorization.map(|a| a.0), Some("Bearer tok".to_owned()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn es_secrets_are_never_printed() {

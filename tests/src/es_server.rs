@@ -36,6 +36,8 @@ pub struct Faults {
     pub drop_after_store: bool,
     /// Documents whose JSON holds this text are refused as mapping errors (400).
     pub mapping_error_on: Option<String>,
+    /// Close every new connection unanswered: Elasticsearch down.
+    pub down: bool,
 }
 
 #[derive(Default)]
@@ -310,6 +312,22 @@ impl EsServer {
 
     /// Starts on `addr`; without `keep_docs` only ids are kept (benchmarks).
     pub fn start_on(addr: &str, credentials: Option<&str>, keep_docs: bool) -> EsServer {
+        EsServer::start_with(addr, credentials, keep_docs, None)
+    }
+
+    /// Starts on `127.0.0.1` speaking HTTPS with `tls` (see [`crate::tls::Pki`]).
+    pub fn start_tls(credentials: Option<&str>, tls: Arc<rustls::ServerConfig>) -> EsServer {
+        EsServer::start_with("127.0.0.1:0", credentials, true, Some(tls))
+    }
+
+    fn start_with(
+        addr: &str,
+        credentials: Option<&str>,
+        keep_docs: bool,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> EsServer {
+        let acceptor_is_tls = tls.is_some();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let store = Arc::new(Mutex::new(Store {
             credentials: credentials.map(str::to_owned),
             keep_docs,
@@ -319,6 +337,15 @@ impl EsServer {
         let (store2, counter) = (store.clone(), bulk_requests.clone());
         let listener = Listener::start(addr, move |stream| {
             let (store, counter) = (store2.clone(), counter.clone());
+            if store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .faults
+                .down
+            {
+                return;
+            }
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let (store, counter) = (store.clone(), counter.clone());
@@ -343,11 +370,16 @@ impl EsServer {
                         if path.ends_with("_bulk") {
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
-                        let delay = store
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .faults
-                            .delay;
+                        let (delay, down) = {
+                            let st = store
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            (st.faults.delay, st.faults.down)
+                        };
+                        if down {
+                            // Down: kept-alive connections break too.
+                            return Err(std::io::Error::other("down, on purpose"));
+                        }
                         if let Some(d) = delay {
                             tokio::time::sleep(d).await;
                         }
@@ -360,13 +392,27 @@ impl EsServer {
                         }
                     }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let http = http1::Builder::new();
+                match acceptor {
+                    // A failed handshake (an untrusted or missing client certificate) closes
+                    // the connection, as a TLS server does.
+                    Some(a) => {
+                        if let Ok(tls) = a.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                        }
+                    }
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
             });
         });
+        let url = match &listener.url.strip_prefix("http://") {
+            Some(rest) if acceptor_is_tls => format!("https://{rest}"),
+            _ => listener.url.clone(),
+        };
         EsServer {
-            url: listener.url.clone(),
+            url,
             store,
             bulk_requests,
             _listener: listener,

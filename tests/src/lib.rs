@@ -11,6 +11,7 @@ pub mod es_server;
 pub mod k8s_server;
 pub mod listener;
 pub mod node;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 

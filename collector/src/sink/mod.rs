@@ -64,6 +64,8 @@ pub struct DocBatch {
     pub count: u64,
     /// In-flight bytes to return on acknowledgement.
     pub reserved: usize,
+    /// The pod's gateway role and namespace, for routing rules.
+    pub route: es::route::RouteKey,
 }
 
 /// A sink, built.
@@ -71,7 +73,7 @@ pub enum Built {
     /// Written by the local sink loop.
     Local(Box<dyn Sink>),
     /// Run by [`es::sink::run`].
-    Elasticsearch(crate::config::EsSettings),
+    Elasticsearch(Box<crate::config::EsSettings>),
 }
 
 impl Built {
@@ -106,6 +108,6 @@ pub fn build(
             let ids = sink.ids_since(covered)?;
             (Built::Local(Box::new(sink)), ids)
         }
-        SinkConfig::Elasticsearch(es) => (Built::Elasticsearch(es.clone()), Vec::new()),
+        SinkConfig::Elasticsearch(es) => (Built::Elasticsearch(Box::new(es.clone())), Vec::new()),
     })
 }

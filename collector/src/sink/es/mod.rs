@@ -1,9 +1,12 @@
-//! The Elasticsearch sink's parts: the bulk request encoder, the response classifier, the
-//! retry backoff and the dead-letter file. Each is tested on exact bytes and on real Elasticsearch bodies;
-//! the HTTP client that joins them is the Elasticsearch issue's next step.
+//! The Elasticsearch sink: [`sink`] runs it; [`connect`] builds the HTTP client (URL or
+//! Cloud ID, TLS, client certificate); [`bulk`] encodes `_bulk` bodies and picks each
+//! document's index or data stream ([`route`] first); [`response`] settles each item;
+//! [`retry`] backs off; [`dlq`] keeps what Elasticsearch refused for good.
 
 pub mod bulk;
+pub mod connect;
 pub mod dlq;
 pub mod response;
 pub mod retry;
+pub mod route;
 pub mod sink;

@@ -71,7 +71,9 @@ impl State<'_> {
                 };
                 let time = text(field(doc, br#"{"@timestamp":""#));
                 let dataset = text(field(doc, br#""dataset":""#)).unwrap_or("meshtrail.container");
-                let name = self.cfg.destination.target(dataset, time);
+                let destination =
+                    super::route::pick(&self.cfg.routes, &self.cfg.destination, &batch.route);
+                let name = destination.target(dataset, time);
                 let target = match self.targets.iter().position(|t| *t == name) {
                     Some(i) => i,
                     None => {
@@ -167,9 +169,32 @@ fn now_rfc3339() -> String {
     .to_string()
 }
 
+/// `index-template-daily.json` with `index_patterns` set to `<prefix>-*` for the sink's
+/// prefix and every route's.
+fn daily_template(cfg: &EsSettings) -> String {
+    let shipped = include_str!("../../../../deploy/elasticsearch/index-template-daily.json");
+    let Ok(mut t) = serde_json::from_str::<serde_json::Value>(shipped) else {
+        return shipped.to_owned();
+    };
+    let prefixes: Vec<serde_json::Value> = std::iter::once(&cfg.destination)
+        .chain(cfg.routes.iter().map(|r| &r.destination))
+        .filter_map(|d| match d {
+            super::bulk::Destination::DailyIndex { prefix } => Some(format!("{prefix}-*").into()),
+            super::bulk::Destination::DataStream { .. } => None,
+        })
+        .collect();
+    t["index_patterns"] = serde_json::Value::Array(prefixes);
+    t.to_string()
+}
+
 /// Installs the ILM policy and the templates of `deploy/elasticsearch/`.
 fn install_templates(client: &reqwest::blocking::Client, cfg: &EsSettings) {
     let daily = matches!(cfg.destination, super::bulk::Destination::DailyIndex { .. });
+    let daily_body = if daily {
+        daily_template(cfg)
+    } else {
+        String::new()
+    };
     let mut steps: Vec<(&str, &str)> = vec![
         (
             "/_ilm/policy/meshtrail",
@@ -184,11 +209,10 @@ fn install_templates(client: &reqwest::blocking::Client, cfg: &EsSettings) {
             include_str!("../../../../deploy/elasticsearch/component-template-settings.json"),
         ),
     ];
+    // The daily template as shipped matches `meshtrail-*`; here it matches the configured
+    // prefixes, routes' too.
     if daily {
-        steps.push((
-            "/_index_template/meshtrail-daily",
-            include_str!("../../../../deploy/elasticsearch/index-template-daily.json"),
-        ));
+        steps.push(("/_index_template/meshtrail-daily", &daily_body));
     } else {
         steps.push((
             "/_index_template/meshtrail",
@@ -199,7 +223,7 @@ fn install_templates(client: &reqwest::blocking::Client, cfg: &EsSettings) {
         let mut req = client
             .put(format!("{}{path}", cfg.url))
             .header("content-type", "application/json")
-            .body(body);
+            .body(body.to_owned());
         if let Some(auth) = &cfg.authorization {
             req = req.header("authorization", &auth.0);
         }
@@ -211,7 +235,7 @@ fn install_templates(client: &reqwest::blocking::Client, cfg: &EsSettings) {
                 "template install refused; documents still go, mappings may be dynamic"
             ),
             Err(e) => {
-                warn!(path, error = %e, "template install failed; documents still go, mappings may be dynamic")
+                warn!(path, error = %super::connect::chain(&e), "template install failed; documents still go, mappings may be dynamic")
             }
         }
     }
@@ -233,10 +257,7 @@ pub fn run(
     health: &Health,
     stop: &AtomicBool,
 ) {
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-    {
+    let client = match super::connect::client(&cfg.tls) {
         Ok(c) => c,
         Err(e) => return error!(error = %e, "cannot build the HTTP client"),
     };
@@ -343,7 +364,7 @@ pub fn run(
             Err(e) => (
                 Outcome::RetryAll {
                     status: 0,
-                    reason: format!("request failed: {e}"),
+                    reason: format!("request failed: {}", super::connect::chain(&e)),
                 },
                 None,
             ),
