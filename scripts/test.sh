@@ -4,13 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-# Real tools the tests run: promtool (Debian's prometheus package).
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "== installing prometheus (promtool) from Debian"
+# Real tools the tests run, from Debian: promtool and the Prometheus server (metrics test,
+# alert unit tests), amtool (routing), kubectl (kustomize), yq, jq, yamllint.
+need=()
+for tool in promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
+  kubectl:kubectl yq:yq jq:jq yamllint:yamllint; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing from Debian: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
   else
-    echo "promtool is missing: run 'sudo apt-get install -y prometheus' (the metrics test needs it)" >&2
+    echo "missing tools: run 'sudo apt-get install -y ${need[*]}'" >&2
     exit 1
   fi
 fi
@@ -27,6 +34,8 @@ if [ -f "$corpus/check_parse.py" ]; then
 else
   echo "== public corpus: ../shared/corpus is not beside this checkout; parsers/tests/corpus.rs still runs its copy"
 fi
+echo "== alerts, routing and manifests with the real tools"
+bash scripts/check-ops.sh
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

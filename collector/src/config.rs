@@ -172,6 +172,11 @@ pub struct SinkConfig {
     pub tls_insecure_skip_verify: Option<bool>,
     /// For `elasticsearch`: where events of some pods go instead, first match wins.
     pub routes: Option<Vec<RouteConfig>>,
+    /// For `elasticsearch`: `elasticsearch` (default) or `opensearch` (ISM instead of ILM,
+    /// `flat_object` instead of `flattened`).
+    pub distribution: Option<String>,
+    /// For `elasticsearch`: days before the lifecycle policy deletes data. Default 30.
+    pub retention_days: Option<u32>,
 }
 
 /// One of `sink.routes`: events of pods that match go to their own data stream namespace
@@ -308,6 +313,10 @@ pub struct EsSettings {
     pub tls: crate::sink::es::connect::Tls,
     /// Routing rules, first match wins; the rest goes to `destination`.
     pub routes: Vec<crate::sink::es::route::Route>,
+    /// OpenSearch rather than Elasticsearch.
+    pub opensearch: bool,
+    /// Retention of the lifecycle policy, days.
+    pub retention_days: u32,
 }
 
 /// Standard base64 (RFC 4648) of `bytes`, for basic authentication.
@@ -779,6 +788,36 @@ impl Config {
                         ));
                     }
                 };
+                let opensearch = match s.distribution.as_deref() {
+                    None | Some("elasticsearch") => false,
+                    Some("opensearch") => true,
+                    Some(other) => {
+                        return Err(invalid(
+                            "sink.distribution",
+                            other,
+                            "expected elasticsearch or opensearch",
+                        ));
+                    }
+                };
+                if opensearch
+                    && authorization
+                        .as_ref()
+                        .is_some_and(|a| a.0.starts_with("ApiKey "))
+                {
+                    return Err(invalid(
+                        "sink.api_key_file",
+                        "(set)",
+                        "OpenSearch has no Elasticsearch API keys: use username and password, or a bearer token",
+                    ));
+                }
+                let retention_days = s.retention_days.unwrap_or(30);
+                if !(1..=3650).contains(&retention_days) {
+                    return Err(invalid(
+                        "sink.retention_days",
+                        retention_days,
+                        "expected 1 to 3650 days",
+                    ));
+                }
                 let routes = crate::sink::es::route::Route::from_config(
                     s.routes.as_deref().unwrap_or_default(),
                     &destination,
@@ -813,6 +852,8 @@ impl Config {
                     install_templates: s.install_templates.unwrap_or(true),
                     tls,
                     routes,
+                    opensearch,
+                    retention_days,
                 })
             }
             "file" if s.encode.is_some() => {

@@ -262,7 +262,8 @@ fn handle(
         ("POST" | "PUT", ["_bulk"]) => bulk(&mut store, None, body),
         ("POST" | "PUT", [index, "_bulk"]) => bulk(&mut store, Some(index), body),
         ("PUT", ["_index_template" | "_component_template", _])
-        | ("PUT", ["_ilm", "policy", _]) => {
+        | ("PUT", ["_ilm", "policy", _])
+        | ("PUT", ["_plugins", "_ism", "policies", _]) => {
             if serde_json::from_slice::<Value>(body).is_err() {
                 return Reply::Respond(json_response(
                     400,

@@ -321,3 +321,160 @@ pub fn exactly_once(output: &str, writers: &[(&str, u64)]) -> Result<(), String>
         extra
     ))
 }
+
+fn write(w: &mut Writer, n: usize, line: &str) {
+    for _ in 0..n {
+        w.raw(&format!("2026-11-24T10:00:00.000000000Z stdout F {line}\n"));
+    }
+}
+
+/// Writes 29 lines: 28 access logs of an ingress gateway, a sidecar and an egress gateway
+/// with known counts of every security outcome, and one line of another program.
+pub fn security_traffic(node: &Node) {
+    let ingress = node.container(
+        "istio-system",
+        "istio-ingressgateway-7d4f8b6c9-x2x7q",
+        "istio-proxy",
+    );
+    let sidecar = node.container("shop", "payment-5d9c7b8f4-abcde", "istio-proxy");
+    let egress = node.container(
+        "istio-system",
+        "istio-egressgateway-6b8d9c7f5-qwert",
+        "istio-proxy",
+    );
+    let out = "outbound|8080||web.shop.svc.cluster.local";
+    let sni = "outbound_.8080_._.payment.shop.svc.cluster.local";
+    let mut w = Writer::new("in", &ingress);
+    write(
+        &mut w,
+        5,
+        &istio_line(
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            out,
+            "shop.example.com",
+            "-",
+            "r",
+        ),
+    );
+    write(
+        &mut w,
+        3,
+        &istio_line(
+            429,
+            "RL",
+            "local_rate_limited",
+            "-",
+            out,
+            "shop.example.com",
+            "-",
+            "r",
+        ),
+    );
+    write(
+        &mut w,
+        2,
+        &istio_line(
+            401,
+            "-",
+            "jwt_authn_access_denied{Jwt_is_missing}",
+            "-",
+            out,
+            "shop.example.com",
+            "-",
+            "r",
+        ),
+    );
+    w.flush();
+    let mut w = Writer::new("side", &sidecar);
+    write(
+        &mut w,
+        4,
+        &istio_line(
+            403,
+            "-",
+            "rbac_access_denied_matched_policy[ns[shop]-policy[deny-web]-rule[0]]",
+            "-",
+            "inbound|8080||",
+            "payment",
+            sni,
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        6,
+        &istio_line(
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            "inbound|8080||",
+            "payment",
+            sni,
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        2,
+        &istio_line(
+            503,
+            "UF,URX",
+            "upstream_reset_before_response_started{connection_failure}",
+            "TLS error: 268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED",
+            "outbound|8080||ledger.shop.svc.cluster.local",
+            "ledger",
+            "-",
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        1,
+        &istio_line(
+            502,
+            "-",
+            "-",
+            "-",
+            "BlackHoleCluster",
+            "pastebin.com",
+            "-",
+            "-",
+        ),
+    );
+    write(
+        &mut w,
+        3,
+        &istio_line(
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            "PassthroughCluster",
+            "example.org",
+            "-",
+            "allow_any",
+        ),
+    );
+    w.raw("2026-11-24T10:00:00.000000000Z stderr F not an access log\n");
+    w.flush();
+    let mut w = Writer::new("eg", &egress);
+    write(
+        &mut w,
+        2,
+        &istio_line(
+            0,
+            "-",
+            "-",
+            "-",
+            "outbound|443||api.stripe.com",
+            "-",
+            "api.stripe.com",
+            "-",
+        ),
+    );
+    w.flush();
+}

@@ -10,3 +10,4 @@ pub mod response;
 pub mod retry;
 pub mod route;
 pub mod sink;
+pub mod templates;

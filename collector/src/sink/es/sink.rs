@@ -169,61 +169,13 @@ fn now_rfc3339() -> String {
     .to_string()
 }
 
-/// `index-template-daily.json` with `index_patterns` set to `<prefix>-*` for the sink's
-/// prefix and every route's.
-fn daily_template(cfg: &EsSettings) -> String {
-    let shipped = include_str!("../../../../deploy/elasticsearch/index-template-daily.json");
-    let Ok(mut t) = serde_json::from_str::<serde_json::Value>(shipped) else {
-        return shipped.to_owned();
-    };
-    let prefixes: Vec<serde_json::Value> = std::iter::once(&cfg.destination)
-        .chain(cfg.routes.iter().map(|r| &r.destination))
-        .filter_map(|d| match d {
-            super::bulk::Destination::DailyIndex { prefix } => Some(format!("{prefix}-*").into()),
-            super::bulk::Destination::DataStream { .. } => None,
-        })
-        .collect();
-    t["index_patterns"] = serde_json::Value::Array(prefixes);
-    t.to_string()
-}
-
-/// Installs the ILM policy and the templates of `deploy/elasticsearch/`.
+/// Installs the lifecycle policy and the templates ([`super::templates`]).
 fn install_templates(client: &reqwest::blocking::Client, cfg: &EsSettings) {
-    let daily = matches!(cfg.destination, super::bulk::Destination::DailyIndex { .. });
-    let daily_body = if daily {
-        daily_template(cfg)
-    } else {
-        String::new()
-    };
-    let mut steps: Vec<(&str, &str)> = vec![
-        (
-            "/_ilm/policy/meshtrail",
-            include_str!("../../../../deploy/elasticsearch/ilm-policy.json"),
-        ),
-        (
-            "/_component_template/meshtrail-mappings",
-            include_str!("../../../../deploy/elasticsearch/component-template-mappings.json"),
-        ),
-        (
-            "/_component_template/meshtrail-settings",
-            include_str!("../../../../deploy/elasticsearch/component-template-settings.json"),
-        ),
-    ];
-    // The daily template as shipped matches `meshtrail-*`; here it matches the configured
-    // prefixes, routes' too.
-    if daily {
-        steps.push(("/_index_template/meshtrail-daily", &daily_body));
-    } else {
-        steps.push((
-            "/_index_template/meshtrail",
-            include_str!("../../../../deploy/elasticsearch/index-template.json"),
-        ));
-    }
-    for (path, body) in steps {
+    for (path, body) in super::templates::requests(cfg) {
         let mut req = client
             .put(format!("{}{path}", cfg.url))
             .header("content-type", "application/json")
-            .body(body.to_owned());
+            .body(body);
         if let Some(auth) = &cfg.authorization {
             req = req.header("authorization", &auth.0);
         }
