@@ -46,8 +46,15 @@ route platform-pager,platform category=pipeline severity=critical alertname=Mesh
 route platform category=pipeline severity=warning alertname=MeshtrailDeadLetters
 route platform alertname=SomethingElse
 
+echo "-- dashboards: the JSON is what dashboards/generate.py writes"
+mkdir -p "$work/dashboards"
+python3 dashboards/generate.py "$work/dashboards"
+for f in dashboards/*.json; do
+  cmp -s "$f" "$work/dashboards/$(basename "$f")" || { echo "$f differs from dashboards/generate.py's output: run it" >&2; exit 1; }
+done
+
 echo "-- kustomize: every overlay renders"
-for dir in deploy/base deploy/overlays/*; do
+for dir in deploy/base deploy/overlays/* dashboards; do
   kubectl kustomize "$dir" >"$work/$(basename "$dir").yaml"
   echo "   $dir: $(grep -c '^kind:' "$work/$(basename "$dir").yaml") objects"
 done
@@ -65,5 +72,5 @@ for f in "$work"/base.yaml "$work"/elasticsearch-tls.yaml "$work"/opensearch.yam
 done
 
 echo "-- yamllint"
-yamllint -c .yamllint alerts deploy
+yamllint -c .yamllint alerts deploy dashboards
 echo "-- ops pack ok"

@@ -328,8 +328,8 @@ fn write(w: &mut Writer, n: usize, line: &str) {
     }
 }
 
-/// Writes 29 lines: 28 access logs of an ingress gateway, a sidecar and an egress gateway
-/// with known counts of every security outcome, and one line of another program.
+/// Writes 31 lines: 30 access logs of an ingress gateway, two sidecars and an egress
+/// gateway with known counts of every security outcome, and one line of another program.
 pub fn security_traffic(node: &Node) {
     let ingress = node.container(
         "istio-system",
@@ -473,6 +473,24 @@ pub fn security_traffic(node: &Node) {
             "outbound|443||api.stripe.com",
             "-",
             "api.stripe.com",
+            "-",
+        ),
+    );
+    w.flush();
+    // A PERMISSIVE port that took two plaintext requests (inbound, no SNI).
+    let legacy = node.container("shop", "legacy-0", "istio-proxy");
+    let mut w = Writer::new("plain", &legacy);
+    write(
+        &mut w,
+        2,
+        &istio_line(
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            "inbound|8080||",
+            "legacy",
+            "-",
             "-",
         ),
     );

@@ -21,9 +21,9 @@ fn security_metrics_count_every_outcome() {
     let agent = Agent::start(&node.config(""));
     let addr = agent.admin_address();
     let mut text = String::new();
-    eventually(Duration::from_secs(30), "29 events acknowledged", || {
+    eventually(Duration::from_secs(30), "31 events acknowledged", || {
         text = http_get(&addr, "/metrics").1;
-        value(&text, "meshtrail_events_acknowledged_total", &[]) >= 29.0
+        value(&text, "meshtrail_events_acknowledged_total", &[]) >= 31.0
     });
 
     let ingress: &[(&str, &str)] = &[
@@ -123,10 +123,16 @@ fn security_metrics_count_every_outcome() {
             "meshtrail_access_events_total",
             &[],
             &[("format", "istio-1.9")],
-            28.0,
+            30.0,
+        ),
+        (
+            "meshtrail_mtls_requests_total",
+            &[("gateway", "sidecar"), ("workload", "legacy")],
+            &[("result", "plaintext"), ("direction", "inbound")],
+            2.0,
         ),
         ("meshtrail_container_events_total", &[], &[], 1.0),
-        ("meshtrail_lines_read_total", &[], &[], 29.0),
+        ("meshtrail_lines_read_total", &[], &[], 31.0),
         ("meshtrail_build_info", &[], &[], 1.0),
     ];
     for (metric, base, extra, want) in cases {
@@ -195,6 +201,30 @@ impl Prometheus {
         p
     }
 
+    /// The answer to an instant query: (status, result).
+    fn query_all(&self, promql: &str) -> (String, Vec<serde_json::Value>) {
+        let q: String = promql
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (_, body) = http_get(&self.addr, &format!("/api/v1/query?query={q}"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let status = match v["status"].as_str() {
+            Some("success") => "success".to_owned(),
+            _ => format!("{}: {}", v["errorType"], v["error"]),
+        };
+        (
+            status,
+            v["data"]["result"].as_array().cloned().unwrap_or_default(),
+        )
+    }
+
     /// The value of an instant PromQL query that returns one sample, if it does.
     fn query(&self, promql: &str) -> Option<f64> {
         let q: String = promql
@@ -259,9 +289,9 @@ fn prometheus_scrapes_the_agent() {
             r#"sum(meshtrail_egress_requests_total{gateway="egress",result="allowed",destination="api.stripe.com"})"#,
             2.0,
         ),
-        (r#"sum(meshtrail_request_duration_seconds_count)"#, 28.0),
-        (r#"sum(meshtrail_access_events_total)"#, 28.0),
-        (r#"meshtrail_events_acknowledged_total"#, 29.0),
+        (r#"sum(meshtrail_request_duration_seconds_count)"#, 30.0),
+        (r#"sum(meshtrail_access_events_total)"#, 30.0),
+        (r#"meshtrail_events_acknowledged_total"#, 31.0),
         (r#"up{job="meshtrail"}"#, 1.0),
     ];
     for (promql, want) in expected {
@@ -274,6 +304,47 @@ fn prometheus_scrapes_the_agent() {
             }
         });
         assert!(ok, "{promql}: Prometheus says {got:?}, expected {want}");
+    }
+
+    // Every panel of every dashboard, its variables set to "All", answers without an error;
+    // every panel of "Mesh security" and "Gateways" shows the traffic.
+    let dashboards = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    for (file, must_show) in [
+        ("mesh-security.json", true),
+        ("gateways.json", true),
+        ("meshtrail-agent.json", false),
+    ] {
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dashboards.join(file)).unwrap()).unwrap();
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$__rate_interval", "30s")
+                    .replace("$__range", "1h")
+                    .replace("$cluster", ".*")
+                    .replace("$gateway", ".*")
+                    .replace("$namespace", ".*")
+                    .replace("$instance", ".*");
+                let title = p["title"].as_str().unwrap();
+                let mut answer = (String::new(), Vec::new());
+                // Panels that need not show anything are asked once.
+                let tries = if must_show { 60 } else { 1 };
+                let shown = (0..tries).any(|_| {
+                    answer = prometheus.query_all(&expr);
+                    assert_eq!(answer.0, "success", "{file} \"{title}\": {expr}");
+                    !answer.1.is_empty() || {
+                        std::thread::sleep(Duration::from_millis(500));
+                        false
+                    }
+                });
+                assert!(
+                    shown || !must_show,
+                    "{file} \"{title}\" shows nothing: {expr}"
+                );
+            }
+        }
     }
     drop(prometheus);
     assert_eq!(agent.terminate(), 0);

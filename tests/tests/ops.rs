@@ -106,7 +106,7 @@ fn promql_names_are_found() {
 }
 
 #[test]
-fn every_metric_the_alerts_name_exists() {
+fn every_metric_the_alerts_and_dashboards_name_exists() {
     // The agent, with Kubernetes metadata on, after traffic of every security outcome.
     let node = Node::new("ops-metrics");
     let k8s = K8sServer::start("test-node");
@@ -118,9 +118,9 @@ fn every_metric_the_alerts_name_exists() {
         kubeconfig.display()
     )));
     let mut exposition = String::new();
-    eventually(Duration::from_secs(30), "29 events acknowledged", || {
+    eventually(Duration::from_secs(30), "31 events acknowledged", || {
         exposition = http_get(&agent.admin_address(), "/metrics").1;
-        metric_value(&exposition, "meshtrail_events_acknowledged_total", &[]) >= 29.0
+        metric_value(&exposition, "meshtrail_events_acknowledged_total", &[]) >= 31.0
     });
     agent.kill();
     let exported: BTreeSet<String> = exposition
@@ -156,14 +156,49 @@ fn every_metric_the_alerts_name_exists() {
             used.extend(metric_names(rule["expr"].as_str().unwrap()));
         }
     }
-    assert!(used.len() > 15, "names found: {used:?}");
+    // And the dashboards' queries and variables.
+    for entry in std::fs::read_dir(root().join("dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                used.extend(metric_names(t["expr"].as_str().unwrap()));
+            }
+        }
+        for v in d["templating"]["list"].as_array().unwrap() {
+            if let Some(def) = v["definition"].as_str() {
+                // label_values(metric, label)
+                let metric = def
+                    .trim_start_matches("label_values(")
+                    .split(',')
+                    .next()
+                    .unwrap();
+                used.insert(metric.trim().to_owned());
+            }
+        }
+    }
+    // A histogram's series are its family's name with a suffix.
+    let used: BTreeSet<String> = used
+        .into_iter()
+        .map(|n| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s).filter(|base| exported.contains(*base)))
+                .map_or(n.clone(), str::to_owned)
+        })
+        .collect();
+    assert!(used.len() > 25, "names found: {used:?}");
     let unknown: Vec<&String> = used
         .iter()
         .filter(|n| !exported.contains(*n) && !external.contains(*n) && !recorded.contains(*n))
         .collect();
     assert!(
         unknown.is_empty(),
-        "alerts name metrics that the agent does not export and external-metrics.txt does not list: {unknown:?}"
+        "alerts or dashboards name metrics that the agent does not export and external-metrics.txt does not list: {unknown:?}"
     );
     // Every external metric is used: the list stays the truth.
     let unused: Vec<&String> = external.iter().filter(|n| !used.contains(*n)).collect();

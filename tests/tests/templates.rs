@@ -186,3 +186,225 @@ fn templates_are_consistent() {
     assert!(ilm["policy"]["phases"]["hot"]["actions"]["rollover"].is_object());
     assert!(ilm["policy"]["phases"]["delete"]["min_age"].is_string());
 }
+
+/// The type a mapped field has (`keyword`, `ip`…), following objects.
+fn mapped_type(m: &Value, path: &str) -> Option<String> {
+    let mut node = &m["properties"];
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let field = &node[*part];
+        if i == parts.len() - 1 || field["type"] == "flattened" {
+            return field["type"].as_str().map(str::to_owned);
+        }
+        node = &field["properties"];
+    }
+    None
+}
+
+/// Field names in a query: in KQL, what stands before `:`; in EQL and ES|QL, identifiers
+/// outside strings (the ES|QL source, `FROM … |`, set aside).
+fn query_fields(query: &str, language: &str) -> BTreeSet<String> {
+    let mut text = String::new();
+    let mut in_string = false;
+    for c in query.chars() {
+        match c {
+            '"' => {
+                in_string = !in_string;
+                text.push(' ');
+            }
+            _ if in_string => {}
+            c => text.push(c),
+        }
+    }
+    if language == "esql" {
+        text = text
+            .split_once('|')
+            .map_or(text.clone(), |(_, rest)| rest.to_owned());
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_alphabetic() || chars[i] == '@' || chars[i] == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "._@*".contains(chars[i]))
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let rest = chars[i..].iter().collect::<String>();
+            let is_field = match language {
+                "kuery" => rest.trim_start().starts_with(':'),
+                _ => word.contains('.') && !word.contains('*'),
+            };
+            if is_field {
+                out.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn kibana_objects_detection_rules_sigma_and_dashboard_links_name_mapped_fields() {
+    let m = mappings();
+    let mut used: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut note = |field: &str, whence: &str| {
+        used.insert((field.to_owned(), whence.to_owned()));
+    };
+    // Saved objects: searches' columns and queries.
+    let ndjson =
+        std::fs::read_to_string(root().join("deploy/kibana/saved-objects.ndjson")).unwrap();
+    let objects: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every reference names an object of the file, of the right type.
+    for o in &objects {
+        for r in o["references"].as_array().unwrap() {
+            assert!(
+                objects
+                    .iter()
+                    .any(|t| t["id"] == r["id"] && t["type"] == r["type"]),
+                "{}: dangling reference {r}",
+                o["id"]
+            );
+        }
+    }
+    for o in &objects {
+        let id = o["id"].as_str().unwrap().to_owned();
+        for c in o["attributes"]["columns"].as_array().into_iter().flatten() {
+            note(c.as_str().unwrap(), &id);
+        }
+        if let Some(ss) = o["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"].as_str() {
+            let ss: Value = serde_json::from_str(ss).unwrap();
+            if let Some(q) = ss["query"]["query"].as_str() {
+                for f in query_fields(q, "kuery") {
+                    note(&f, &id);
+                }
+            }
+        }
+    }
+    // Detection rules: query, threshold and new-terms fields, and required_fields with
+    // their types.
+    let mut rules = 0;
+    for entry in std::fs::read_dir(root().join("deploy/kibana/detection-rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let id = r["rule_id"].as_str().unwrap().to_owned();
+        let in_query = query_fields(
+            r["query"].as_str().unwrap(),
+            r["language"].as_str().unwrap(),
+        );
+        let required: BTreeSet<String> = r["required_fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let name = f["name"].as_str().unwrap();
+                assert_eq!(
+                    mapped_type(&m, name).as_deref(),
+                    f["type"].as_str(),
+                    "{id}: required field {name} has another type in the template"
+                );
+                name.to_owned()
+            })
+            .collect();
+        for f in &in_query {
+            assert!(
+                required.contains(f),
+                "{id}: {f} is queried but not in required_fields"
+            );
+            note(f, &id);
+        }
+        let mut extra: Vec<&Value> = Vec::new();
+        extra.extend(r["threshold"]["field"].as_array().into_iter().flatten());
+        extra.extend(
+            r["threshold"]["cardinality"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| &c["field"]),
+        );
+        extra.extend(r["new_terms_fields"].as_array().into_iter().flatten());
+        for f in extra {
+            note(f.as_str().unwrap(), &id);
+        }
+        rules += 1;
+    }
+    assert_eq!(rules, 12, "detection rules read");
+    // Sigma rules: detection keys (without modifiers) and listed fields.
+    for entry in std::fs::read_dir(root().join("deploy/kibana/sigma")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut in_detection = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if !line.starts_with(' ') {
+                in_detection = line.starts_with("detection:") || line.starts_with("fields:");
+                continue;
+            }
+            if !in_detection {
+                continue;
+            }
+            if let Some(f) = t
+                .strip_prefix("- ")
+                .filter(|f| f.contains('.') && !f.contains(' '))
+            {
+                if line.starts_with("  - ") {
+                    note(f, &name);
+                }
+            } else if let Some((k, _)) = t.split_once(':') {
+                let k = k.split('|').next().unwrap();
+                if k.contains('.') {
+                    note(k, &name);
+                }
+            }
+        }
+    }
+    // Grafana's links to Kibana Discover.
+    for entry in std::fs::read_dir(root().join("dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (_, rest) in text
+            .match_indices("query:'")
+            .map(|(i, _)| ((), &text[i + 7..]))
+        {
+            let encoded = rest.split('\'').next().unwrap();
+            let kql = percent_decode(encoded);
+            for f in query_fields(&kql, "kuery") {
+                note(&f, &path.display().to_string());
+            }
+        }
+    }
+    assert!(used.len() > 40, "fields found: {used:?}");
+    let unmapped: Vec<_> = used.iter().filter(|(f, _)| !mapped(&m, f)).collect();
+    assert!(
+        unmapped.is_empty(),
+        "fields the index template does not map: {unmapped:?}"
+    );
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
