@@ -36,6 +36,9 @@ else
 fi
 echo "== alerts, routing and manifests with the real tools"
 bash scripts/check-ops.sh
+# The end-to-end tests run the binary built above, rather than building it again under
+# cargo test's environment (which would rebuild it from scratch).
+export MESHTRAIL_BIN=$PWD/target/release/meshtrail
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

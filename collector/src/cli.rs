@@ -46,12 +46,19 @@ enum Command {
     /// Run the product on generated ingress, egress and sidecar traffic, with no cluster
     /// and no Elasticsearch, and show what it finds.
     Demo {
-        /// Where to write the generated logs and the events.
+        /// Where to write the generated logs, the checkpoints and the events.
         #[arg(long, default_value = "meshtrail-demo")]
         dir: PathBuf,
-        /// How many requests to generate.
-        #[arg(long, default_value_t = 20_000)]
-        lines: u64,
+        /// Requests written per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// Stop after this many seconds (default: at Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Ship the events to this Elasticsearch (e.g. http://localhost:9200) instead of
+        /// `<dir>/events.ndjson`.
+        #[arg(long)]
+        es_url: Option<String>,
     },
     /// Parse container-log or access-log lines from files or standard input and print one
     /// JSON event per line (NDJSON), e.g.
@@ -111,7 +118,17 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Demo { dir, lines } => match crate::demo::run(&dir, lines) {
+        Command::Demo {
+            dir,
+            rate,
+            duration,
+            es_url,
+        } => match crate::demo::run(&crate::demo::Args {
+            dir,
+            rate,
+            duration: duration.map(std::time::Duration::from_secs),
+            es_url,
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("meshtrail: {e:#}");

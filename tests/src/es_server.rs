@@ -428,6 +428,27 @@ impl EsServer {
             .faults = faults;
     }
 
+    /// How often each `http.request.id` (the writers' `seq-<writer>-<n>`) is stored in
+    /// indices starting with `prefix`.
+    pub fn request_ids(&self, prefix: &str) -> HashMap<String, u32> {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = HashMap::new();
+        let docs = store
+            .docs
+            .iter()
+            .filter(|(i, _)| i.starts_with(prefix))
+            .flat_map(|(_, d)| d.values());
+        for doc in docs {
+            if let Some(id) = doc["http"]["request"]["id"].as_str() {
+                *counts.entry(id.to_owned()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     /// The documents stored in indices starting with `prefix`: id → document.
     pub fn docs(&self, prefix: &str) -> HashMap<String, Value> {
         let store = self
