@@ -227,20 +227,8 @@ impl Prometheus {
 
     /// The value of an instant PromQL query that returns one sample, if it does.
     fn query(&self, promql: &str) -> Option<f64> {
-        let q: String = promql
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        let (status, body) = http_get(&self.addr, &format!("/api/v1/query?query={q}"));
-        assert_eq!(status, 200, "{promql}: {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let result = v["data"]["result"].as_array()?;
+        let (status, result) = self.query_all(promql);
+        assert_eq!(status, "success", "{promql}");
         result.first()?["value"][1].as_str()?.parse().ok()
     }
 }
