@@ -4,7 +4,8 @@
 # encoded, as Vector's blackhole and Fluent Bit's null output), blackhole-encode (each event
 # also encoded as its JSON document), file (encoded and written), elasticsearch (gzip bulk to
 # the test server of tests/, started as a process; bytes on the wire per event reported).
-# Prints lines/s, CPU seconds, lines per CPU-second and peak RSS for each.
+# Prints lines/s, CPU seconds, lines per CPU-second and peak RSS for each; then ships lines
+# written live and prints their freshness (write → stored in Elasticsearch) p50 and p99.
 #
 # usage: scripts/bench.sh [LINES]        (default 1000000)
 set -euo pipefail
@@ -67,3 +68,63 @@ YAML
     [ "$got" -eq "$lines" ] || { echo "file sink holds $got events, expected $lines" >&2; exit 1; }
   fi
 done
+
+# Freshness: lines written live (RATE a second for 20 s, each stamped with its write time)
+# into a fresh container log, shipped by the running agent to the test server, which
+# measures arrival minus the line's time (event.created): p50 and p99.
+rate=${MESHTRAIL_BENCH_RATE:-5000}
+rm -rf "$work/data" "$work/out" "$work/pods" "$work/containers" "$work/es.url"
+live=$work/pods/shop_web-0_8f1c5d2b-3a8f-4e1f-8b68-1e3d9c2f7a11/istio-proxy
+mkdir -p "$live" "$work/containers"
+: >"$live/0.log"
+ln -s "$live/0.log" "$work/containers/web-0_shop_istio-proxy-$(printf 'b%.0s' $(seq 64)).log"
+target/release/es-test-server "$work/es.url" & es_pid=$!
+for _ in $(seq 100); do [ -s "$work/es.url" ] && break; sleep 0.1; done
+es_url=$(cat "$work/es.url")
+cat >"$work/config.yaml" <<YAML
+node_name: bench-node
+data_dir: $work/data
+tail:
+  include: ["$work/containers/*.log"]
+sink:
+  type: elasticsearch
+  url: $es_url
+  dead_letter_path: $work/out/dead-letters.ndjson
+metrics:
+  address: 127.0.0.1:0
+YAML
+env -u KUBERNETES_SERVICE_HOST "$bin" run --config "$work/config.yaml" 2>"$work/agent.log" & agent_pid=$!
+sleep 1
+python3 - "$input" "$live/0.log" "$rate" <<'PY'
+import sys, time, datetime
+src, dst, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bodies = []
+with open(src) as f:
+    for line in f:
+        bodies.append(line.split(" ", 1)[1])
+        if len(bodies) >= 10000:
+            break
+out = open(dst, "a", buffering=1 << 16)
+step, n, start = 0.05, 0, time.time()
+while time.time() - start < 20:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+    for _ in range(int(rate * step)):
+        out.write(now + " " + bodies[n % len(bodies)])
+        n += 1
+    out.flush()
+    time.sleep(max(0, start + (n / rate) - time.time()))
+print(n, file=open(dst + ".count", "w"))
+PY
+written=$(cat "$live/0.log.count")
+for _ in $(seq 300); do
+  docs=$(curl -s "$es_url/_test/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["docs"])')
+  [ "$docs" -ge "$written" ] && break
+  sleep 0.1
+done
+stats=$(curl -s "$es_url/_test/stats")
+kill "$agent_pid" "$es_pid"; wait 2>/dev/null || true
+echo "$stats" | python3 -c '
+import json, sys
+s = json.load(sys.stdin); f = s["freshness_ms"]
+print("live, %s lines/s: %d of %s lines delivered; freshness (write to Elasticsearch) p50 %s ms, p99 %s ms, max %s ms"
+      % (sys.argv[1], s["docs"], sys.argv[2], f["p50"], f["p99"], f["max"]))' "$rate" "$written"

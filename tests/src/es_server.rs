@@ -51,6 +51,32 @@ struct Store {
     keep_docs: bool,
     /// Request body bytes received, as sent (compressed when gzip).
     body_bytes: u64,
+    /// For each stored document with an `event.created`, how long after that time it
+    /// arrived, in microseconds: the freshness a benchmark reports.
+    freshness_us: Vec<u64>,
+}
+
+/// Microseconds since the epoch of an RFC 3339 UTC time (`2026-11-24T10:00:00.123456789Z`).
+pub fn unix_micros(t: &str) -> Option<u64> {
+    let b = t.as_bytes();
+    if b.len() < 20 || b[10] != b'T' || !t.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac = t.get(20..t.len() - 1).unwrap_or("");
+    let micros: i64 = format!("{:0<6}", frac.get(..frac.len().min(6)).unwrap_or(""))
+        .parse()
+        .unwrap_or(0);
+    u64::try_from(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros).ok()
 }
 
 /// A running server; stops when dropped.
@@ -190,7 +216,14 @@ fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
                         );
                         fail(409, "version_conflict_engine_exception", &reason)
                     } else {
+                        let created = doc["event"]["created"].as_str().and_then(unix_micros);
                         docs.insert(id.clone(), if keep { doc } else { Value::Null });
+                        if let Some(created) = created {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_micros() as u64);
+                            store.freshness_us.push(now.saturating_sub(created));
+                        }
                         json!({op.as_str(): {"_index": index, "_id": id, "_version": 1, "result": "created",
                             "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1, "status": 201}})
                     }
@@ -278,9 +311,17 @@ fn handle(
         )),
         ("GET", ["_test", "stats"]) => {
             let docs: usize = store.docs.values().map(HashMap::len).sum();
+            let mut f = store.freshness_us.clone();
+            f.sort_unstable();
+            let pct = |p: usize| {
+                f.get((f.len() * p / 100).min(f.len().saturating_sub(1)))
+                    .copied()
+            };
             Reply::Respond(json_response(
                 200,
-                &json!({"docs": docs, "body_bytes": store.body_bytes, "items": store.items_seen}),
+                &json!({"docs": docs, "body_bytes": store.body_bytes, "items": store.items_seen,
+                        "freshness_ms": {"p50": pct(50).map(|u| u / 1000), "p99": pct(99).map(|u| u / 1000),
+                                         "max": f.last().map(|u| u / 1000), "n": f.len()}}),
             ))
         }
         ("GET" | "POST", [pattern, "_count"]) => {

@@ -188,3 +188,17 @@ fn faults() {
         4
     );
 }
+
+#[test]
+fn freshness_times_are_read_as_utc_microseconds() {
+    // Computed apart: Python's datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=utc).
+    assert_eq!(
+        meshtrail_tests::es_server::unix_micros("2026-11-24T10:00:00.123456789Z"),
+        Some(1_795_514_400_123_456)
+    );
+    assert_eq!(
+        meshtrail_tests::es_server::unix_micros("1970-01-01T00:00:01Z"),
+        Some(1_000_000)
+    );
+    assert_eq!(meshtrail_tests::es_server::unix_micros("yesterday"), None);
+}
