@@ -24,6 +24,18 @@ mkdir -p "$pod" "$work/containers"
 ln "$input" "$pod/0.log" 2>/dev/null || cp "$input" "$pod/0.log"
 ln -s "$pod/0.log" "$work/containers/istio-ingressgateway-7d4f_istio-system_istio-proxy-$(printf 'a%.0s' $(seq 64)).log"
 bytes=$(stat -c %s "$input")
+# The agent's configuration: the sink's lines ($1), then extra top-level YAML ($2).
+config() {
+  cat >"$work/config.yaml" <<YAML
+node_name: bench-node
+data_dir: $work/data
+tail:
+  include: ["$work/containers/*.log"]
+sink:
+  $1
+${2:-}
+YAML
+}
 printf '%-17s %10s %10s %8s %8s %14s %10s\n' sink lines/s "MB/s" "wall s" "CPU s" "lines/CPU-s" "peak RSS"
 cargo build --release --locked -p meshtrail-tests --bin es-test-server >&2
 for sink in blackhole blackhole-encode file elasticsearch; do
@@ -43,14 +55,7 @@ for sink in blackhole blackhole-encode file elasticsearch; do
   [ "$sink" = file ] && sink_cfg="type: file
   path: $work/out/events.ndjson
   max_file_bytes: 1000000000000"
-  cat >"$work/config.yaml" <<YAML
-node_name: bench-node
-data_dir: $work/data
-tail:
-  include: ["$work/containers/*.log"]
-sink:
-  $sink_cfg
-YAML
+  config "$sink_cfg"
   /usr/bin/time -f "%e %U %S %M" -o "$work/time" env -u KUBERNETES_SERVICE_HOST "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
   read -r wall user sys rss <"$work/time"
   awk -v s="$sink" -v n="$lines" -v b="$bytes" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
@@ -81,18 +86,10 @@ ln -s "$live/0.log" "$work/containers/web-0_shop_istio-proxy-$(printf 'b%.0s' $(
 target/release/es-test-server "$work/es.url" & es_pid=$!
 for _ in $(seq 100); do [ -s "$work/es.url" ] && break; sleep 0.1; done
 es_url=$(cat "$work/es.url")
-cat >"$work/config.yaml" <<YAML
-node_name: bench-node
-data_dir: $work/data
-tail:
-  include: ["$work/containers/*.log"]
-sink:
-  type: elasticsearch
+config "type: elasticsearch
   url: $es_url
-  dead_letter_path: $work/out/dead-letters.ndjson
-metrics:
-  address: 127.0.0.1:0
-YAML
+  dead_letter_path: $work/out/dead-letters.ndjson" "metrics:
+  address: 127.0.0.1:0"
 env -u KUBERNETES_SERVICE_HOST "$bin" run --config "$work/config.yaml" 2>"$work/agent.log" & agent_pid=$!
 sleep 1
 python3 - "$input" "$live/0.log" "$rate" <<'PY'

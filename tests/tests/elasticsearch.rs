@@ -17,13 +17,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// How often each `seq-<writer>-<n>` is stored.
 fn stored(es: &EsServer) -> HashMap<String, u32> {
-    let mut counts = HashMap::new();
-    for doc in es.docs("logs-meshtrail").values() {
-        if let Some(id) = doc["http"]["request"]["id"].as_str() {
-            *counts.entry(id.to_owned()).or_insert(0) += 1;
-        }
-    }
-    counts
+    es.request_ids("logs-meshtrail")
 }
 
 fn wait_for(es: &EsServer, n: usize) {

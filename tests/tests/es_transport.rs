@@ -6,7 +6,6 @@
     reason = "test code: a panic is the failure report"
 )]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use meshtrail_tests::agent::Agent;
@@ -17,27 +16,16 @@ use meshtrail_tests::tls::Pki;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// How often each `seq-<writer>-<n>` is stored in indices starting with `prefix`.
-fn stored(es: &EsServer, prefix: &str) -> HashMap<String, u32> {
-    let mut counts = HashMap::new();
-    for doc in es.docs(prefix).values() {
-        if let Some(id) = doc["http"]["request"]["id"].as_str() {
-            *counts.entry(id.to_owned()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 /// Waits for `n` lines of `writer`, then checks each is stored once.
 fn exactly_once(es: &EsServer, prefix: &str, writer: &str, n: u64) {
     eventually(WAIT, &format!("{n} lines of {writer} in {prefix}"), || {
-        stored(es, prefix)
+        es.request_ids(prefix)
             .keys()
             .filter(|k| k.starts_with(&format!("seq-{writer}-")))
             .count() as u64
             >= n
     });
-    let counts = stored(es, prefix);
+    let counts = es.request_ids(prefix);
     let lost = (0..n)
         .filter(|i| !counts.contains_key(&format!("seq-{writer}-{i}")))
         .count();
@@ -89,7 +77,7 @@ fn an_untrusted_certificate_is_refused_clearly_and_loses_nothing() {
         log.contains("certificate") && log.contains("bulk")
     });
     assert_eq!(agent.terminate(), 0);
-    assert!(stored(&es, "logs-meshtrail").is_empty());
+    assert!(es.request_ids("logs-meshtrail").is_empty());
 
     // The explicit opt-out works, and says what it costs.
     let agent = Agent::start(&node.config_es(&es.url, "  tls_insecure_skip_verify: true\n"));
@@ -118,12 +106,12 @@ fn routes_send_each_gateway_to_its_own_data_stream() {
     exactly_once(&es, "logs-meshtrail.access-ingress", "in", 30);
     exactly_once(&es, "logs-meshtrail.access-default", "side", 20);
     assert!(
-        stored(&es, "logs-meshtrail.access-ingress")
+        es.request_ids("logs-meshtrail.access-ingress")
             .keys()
             .all(|k| k.starts_with("seq-in-"))
     );
     assert!(
-        stored(&es, "logs-meshtrail.access-default")
+        es.request_ids("logs-meshtrail.access-default")
             .keys()
             .all(|k| k.starts_with("seq-side-"))
     );
@@ -152,7 +140,7 @@ fn elasticsearch_down_for_30_seconds_then_back() {
     }
     let during = w.written;
     assert!(
-        stored(&es, "logs-meshtrail").len() as u64 <= 500 + 200,
+        es.request_ids("logs-meshtrail").len() as u64 <= 500 + 200,
         "nothing lands while it is down, but a request already in flight"
     );
     es.set_faults(Faults::default());

@@ -129,9 +129,7 @@ fn write_time(w: &mut ObjectWriter<'_>, key: &'static str, raw: &str, nanos: boo
 /// `kubernetes.*`, `container.*`, `orchestrator.*`, `host.*`, `stream`, `log.*`.
 fn origin_fields(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
     let container = o.kube.and_then(|k| k.container.as_deref());
-    let info = o
-        .pod
-        .and_then(|v| container.and_then(|c| v.pod.container(c)));
+    let info = o.pod.and_then(PodView::container);
     if let Some(view) = o.pod {
         w.begin("kubernetes");
         w.members(&view.pod.rendered);

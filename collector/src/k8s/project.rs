@@ -221,11 +221,6 @@ impl PodInfo {
         (container == PROXY_CONTAINER).then(|| self.gateway.unwrap_or(Role::Sidecar))
     }
 
-    /// The container named `name`.
-    pub fn container(&self, name: &str) -> Option<&ContainerInfo> {
-        self.containers.iter().find(|c| c.name == name)
-    }
-
     /// Heap bytes this projection holds, for the cache-size gauge.
     pub fn heap_bytes(&self) -> usize {
         self.uid.capacity()
@@ -432,7 +427,7 @@ mod tests {
                 "replicaset": {"name": "nginx-deployment-67d4bdd6f5"}
             })
         );
-        let c = p.container("nginx").unwrap();
+        let c = p.containers.iter().find(|c| c.name == "nginx").unwrap();
         assert_eq!(c.runtime.as_deref(), Some("containerd"));
         assert_eq!(c.id.as_deref().map(str::len), Some(64));
         assert_eq!(

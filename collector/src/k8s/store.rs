@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::project::PodInfo;
+use super::project::{ContainerInfo, PodInfo};
 use crate::enrich::PathMeta;
 
 /// A pod in the cache.
@@ -53,6 +53,15 @@ pub struct PodView {
     pub pod: Arc<PodInfo>,
     /// Its namespace's labels, rendered.
     pub namespace_labels: Option<Arc<[u8]>>,
+    /// Which of its containers wrote the file, found once per lookup.
+    container: Option<usize>,
+}
+
+impl PodView {
+    /// The container that wrote the file, when the pod lists it.
+    pub fn container(&self) -> Option<&ContainerInfo> {
+        self.container.and_then(|i| self.pod.containers.get(i))
+    }
 }
 
 /// The caches.
@@ -110,9 +119,14 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .get(&pod.namespace)
             .cloned();
+        let container = path
+            .container
+            .as_deref()
+            .and_then(|c| pod.containers.iter().position(|i| i.name == c));
         Some(PodView {
             pod,
             namespace_labels,
+            container,
         })
     }
 
