@@ -4,8 +4,12 @@
 # encoded, as Vector's blackhole and Fluent Bit's null output), blackhole-encode (each event
 # also encoded as its JSON document), file (encoded and written), elasticsearch (gzip bulk to
 # the test server of tests/, started as a process; bytes on the wire per event reported).
-# Prints lines/s, CPU seconds, lines per CPU-second and peak RSS for each; then ships lines
-# written live and prints their freshness (write → stored in Elasticsearch) p50 and p99.
+# Prints lines/s, CPU seconds, lines per CPU-second and peak RSS for each, with a progress
+# bar on a terminal. Where Fluent Bit is at hand (../shared/bench/peers/), it then ships the
+# same lines (at most MESHTRAIL_BENCH_PEER_LINES, default 200000: it is slow) with its
+# configuration from there, beside meshtrail on the same file, and prints the CPU ratio.
+# Last, it ships lines written live (MESHTRAIL_BENCH_RATE a second, default 5000) and prints
+# their freshness (write → stored in Elasticsearch) p50 and p99.
 #
 # usage: scripts/bench.sh [LINES]        (default 1000000)
 set -euo pipefail
@@ -36,6 +40,43 @@ sink:
 ${2:-}
 YAML
 }
+# Draws a progress bar on a terminal while $1 runs: the bytes it has read of $2.
+progress() {
+  [ -t 2 ] || return 0
+  local pid=$1 total=$2 label=$3 child read pct
+  while kill -0 "$pid" 2>/dev/null; do
+    child=$(pgrep -P "$pid" | head -1 || true)
+    read=$(awk '/^rchar/ {print $2}' "/proc/${child:-$pid}/io" 2>/dev/null || echo 0)
+    pct=$(( ${read:-0} * 100 / total )); [ "$pct" -gt 100 ] && pct=100
+    printf '\r%-17s [%-40s] %3d%%' "$label" "$(printf '#%.0s' $(seq $(( pct * 40 / 100 + 1 ))) | cut -c2-)" "$pct" >&2
+    sleep 0.2
+  done
+  printf '\r%70s\r' '' >&2
+}
+# Times the command after $1 (the row label, $2 the input size) into $work/time.
+timed() {
+  local label=$1 size=$2; shift 2
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" & local pid=$!
+  progress "$pid" "$size" "$label"
+  wait "$pid"
+}
+row() {  # label, lines, bytes: prints a row from $work/time
+  read -r wall user sys rss <"$work/time"
+  awk -v s="$1" -v n="$2" -v b="$3" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
+    cpu = u + y; printf "%-17s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'
+}
+es_start() {  # starts the Elasticsearch test server; sets es_pid and es_url
+  rm -f "$work/es.url"
+  target/release/es-test-server "$work/es.url" & es_pid=$!
+  for _ in $(seq 100); do [ -s "$work/es.url" ] && break; sleep 0.1; done
+  es_url=$(cat "$work/es.url")
+}
+es_stat() {  # the test server's statistic $1
+  curl -s "$es_url/_test/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+es_sink() {  # the sink's configuration for the running test server
+  printf 'type: elasticsearch\n  url: %s\n  dead_letter_path: %s\n' "$es_url" "$work/out/dead-letters.ndjson"
+}
 printf '%-17s %10s %10s %8s %8s %14s %10s\n' sink lines/s "MB/s" "wall s" "CPU s" "lines/CPU-s" "peak RSS"
 cargo build --release --locked -p meshtrail-tests --bin es-test-server >&2
 for sink in blackhole blackhole-encode file elasticsearch; do
@@ -44,27 +85,18 @@ for sink in blackhole blackhole-encode file elasticsearch; do
   [ "$sink" = blackhole-encode ] && sink_cfg="type: blackhole
   encode: true"
   if [ "$sink" = elasticsearch ]; then
-    rm -f "$work/es.url"
-    target/release/es-test-server "$work/es.url" & es_pid=$!
-    for _ in $(seq 100); do [ -s "$work/es.url" ] && break; sleep 0.1; done
-    es_url=$(cat "$work/es.url")
-    sink_cfg="type: elasticsearch
-  url: $es_url
-  dead_letter_path: $work/out/dead-letters.ndjson"
+    es_start
+    sink_cfg=$(es_sink)
   fi
   [ "$sink" = file ] && sink_cfg="type: file
   path: $work/out/events.ndjson
   max_file_bytes: 1000000000000"
   config "$sink_cfg"
-  /usr/bin/time -f "%e %U %S %M" -o "$work/time" env -u KUBERNETES_SERVICE_HOST "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
-  read -r wall user sys rss <"$work/time"
-  awk -v s="$sink" -v n="$lines" -v b="$bytes" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
-    cpu = u + y; printf "%-17s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'
+  timed "$sink" "$bytes" env -u KUBERNETES_SERVICE_HOST "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
+  row "$sink" "$lines" "$bytes"
   if [ "$sink" = elasticsearch ]; then
-    stats=$(curl -s "$es_url/_test/stats")
+    docs=$(es_stat docs); wire=$(es_stat body_bytes)
     kill "$es_pid"; wait "$es_pid" 2>/dev/null || true
-    docs=$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["docs"])')
-    wire=$(echo "$stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["body_bytes"])')
     [ "$docs" -eq "$lines" ] || { echo "Elasticsearch holds $docs documents, expected $lines" >&2; exit 1; }
     echo "                  elasticsearch: $docs documents, $(( wire / lines )) bytes on the wire per event (gzip)"
   fi
@@ -73,6 +105,29 @@ for sink in blackhole blackhole-encode file elasticsearch; do
     [ "$got" -eq "$lines" ] || { echo "file sink holds $got events, expected $lines" >&2; exit 1; }
   fi
 done
+
+# Fluent Bit beside meshtrail, the same lines to the same test server, gzip bulk both.
+peers=../shared/bench/peers
+if [ -x "$peers/unpack.sh" ] && fluent_bit=$("$peers/unpack.sh" fluent-bit 2>/dev/null); then
+  peer_lines=$(( lines < ${MESHTRAIL_BENCH_PEER_LINES:-200000} ? lines : ${MESHTRAIL_BENCH_PEER_LINES:-200000} ))
+  head -n "$peer_lines" "$input" >"$work/peer.log"
+  peer_bytes=$(stat -c %s "$work/peer.log")
+  echo "Fluent Bit beside meshtrail, $peer_lines lines to Elasticsearch (gzip bulk), $peers/fluent-bit-es.conf:"
+  rm -f "$pod"/*.log; ln "$work/peer.log" "$pod/0.log"
+  rm -rf "$work/data" "$work/out"; es_start; config "$(es_sink)"
+  timed meshtrail "$peer_bytes" env -u KUBERNETES_SERVICE_HOST "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
+  row meshtrail "$peer_lines" "$peer_bytes"; ours=$(awk '{print $2 + $3}' "$work/time")
+  ours_docs=$(es_stat docs); kill "$es_pid"; wait "$es_pid" 2>/dev/null || true
+  es_start
+  here=$(cd "$peers" && pwd)
+  timed fluent-bit "$peer_bytes" bash -c "cd '$here' && ES_PORT=${es_url##*:} MT_INPUT='$work/peer.log' exec '$fluent_bit' -q -c fluent-bit-es.conf >/dev/null 2>&1"
+  row fluent-bit "$peer_lines" "$peer_bytes"; theirs=$(awk '{print $2 + $3}' "$work/time")
+  their_docs=$(es_stat docs); kill "$es_pid"; wait "$es_pid" 2>/dev/null || true
+  awk -v a="$ours" -v b="$theirs" -v m="$ours_docs" -v f="$their_docs" 'BEGIN {
+    printf "                  CPU seconds, meshtrail / Fluent Bit: %.3f (%.1f× less CPU); documents stored: %d and %d\n", a / b, b / a, m, f }'
+else
+  echo "(no Fluent Bit at $peers: the side-by-side row is skipped)"
+fi
 
 # Freshness: lines written live (RATE a second for 20 s, each stamped with its write time)
 # into a fresh container log, shipped by the running agent to the test server, which
@@ -83,12 +138,8 @@ live=$work/pods/shop_web-0_8f1c5d2b-3a8f-4e1f-8b68-1e3d9c2f7a11/istio-proxy
 mkdir -p "$live" "$work/containers"
 : >"$live/0.log"
 ln -s "$live/0.log" "$work/containers/web-0_shop_istio-proxy-$(printf 'b%.0s' $(seq 64)).log"
-target/release/es-test-server "$work/es.url" & es_pid=$!
-for _ in $(seq 100); do [ -s "$work/es.url" ] && break; sleep 0.1; done
-es_url=$(cat "$work/es.url")
-config "type: elasticsearch
-  url: $es_url
-  dead_letter_path: $work/out/dead-letters.ndjson" "metrics:
+es_start
+config "$(es_sink)" "metrics:
   address: 127.0.0.1:0"
 env -u KUBERNETES_SERVICE_HOST "$bin" run --config "$work/config.yaml" 2>"$work/agent.log" & agent_pid=$!
 sleep 1
@@ -114,7 +165,7 @@ print(n, file=open(dst + ".count", "w"))
 PY
 written=$(cat "$live/0.log.count")
 for _ in $(seq 300); do
-  docs=$(curl -s "$es_url/_test/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["docs"])')
+  docs=$(es_stat docs)
   [ "$docs" -ge "$written" ] && break
   sleep 0.1
 done

@@ -70,7 +70,8 @@ impl Acks {
     }
 }
 
-/// Bytes read but not yet acknowledged, bounded.
+/// Memory held by lines read but not yet acknowledged (the lines, then their documents),
+/// bounded.
 #[derive(Debug)]
 pub struct Budget {
     used: Mutex<usize>,
@@ -108,6 +109,17 @@ impl Budget {
         let mut used = lock(&self.used);
         *used = used.saturating_sub(n);
         self.freed.notify_all();
+    }
+
+    /// Trades `from` bytes taken for `to`, without waiting: a worker that turned a line
+    /// batch into documents holds the documents now. Over the bound, reading waits until
+    /// acknowledgements bring it back under.
+    pub fn exchange(&self, from: usize, to: usize) {
+        let mut used = lock(&self.used);
+        *used = used.saturating_sub(from) + to;
+        if to < from {
+            self.freed.notify_all();
+        }
     }
 
     /// Bytes in flight now.

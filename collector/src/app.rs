@@ -25,8 +25,8 @@ use crate::document::{Host, parse_event_id};
 use crate::k8s::Kube;
 use crate::metrics::{self, Metrics, Source, Tally};
 use crate::pipeline::{FileContext, LineProcessor, Options};
-use crate::sink::es::route::RouteKey;
-use crate::sink::{Built, DocBatch};
+use crate::sink::es::route::{RouteKey, Router};
+use crate::sink::{Built, DocBatch, Input};
 use crate::stats::{self, Counters};
 use crate::tail::{FileMeta, LineBatch, TailOptions, Tailer};
 
@@ -253,11 +253,16 @@ pub fn run_until(
     .with_health(health.clone());
 
     let (line_tx, line_rx) = sync_channel::<LineBatch>(settings.workers * 4);
-    let (doc_tx, doc_rx) = sync_channel::<DocBatch>(settings.workers * 4);
+    let (doc_tx, doc_rx) = sync_channel::<Input>(settings.workers * 4);
     let line_rx = Arc::new(Mutex::new(line_rx));
     let options = Options {
         keep_original: settings.keep_original,
         no_documents: !sink.wants_documents(),
+    };
+    // For Elasticsearch, the workers write each document's bulk action too.
+    let router = match &sink {
+        Built::Elasticsearch(cfg) => Some(Arc::new(Router::new(cfg))),
+        Built::Local(_) => None,
     };
 
     let workers: Vec<_> = (0..settings.workers)
@@ -272,6 +277,8 @@ pub fn run_until(
                 host: host.clone(),
                 metrics: metrics.clone(),
                 kube: kube.clone(),
+                router: router.clone(),
+                budget: budget.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("meshtrail-worker-{n}"))
@@ -279,23 +286,23 @@ pub fn run_until(
         })
         .collect::<Result<_, _>>()
         .context("starting workers")?;
-    drop(doc_tx);
     let sink_stop = Arc::new(AtomicBool::new(false));
     let sink_thread = {
         let metrics = metrics.clone();
-        let (acks, budget, counters, health, stop) = (
+        let (acks, budget, counters, health, stop, answers) = (
             acks.clone(),
             budget.clone(),
             counters.clone(),
             health.clone(),
             sink_stop.clone(),
+            doc_tx.clone(),
         );
         std::thread::Builder::new()
             .name("meshtrail-sink".into())
             .spawn(move || match sink {
                 Built::Local(sink) => sink_loop(sink, &doc_rx, &acks, &budget, &counters, &health),
                 Built::Elasticsearch(cfg) => crate::sink::es::sink::run(
-                    &cfg, &doc_rx, &acks, &budget, &counters, &metrics, &health, &stop,
+                    &cfg, &doc_rx, &answers, &acks, &budget, &counters, &metrics, &health, &stop,
                 ),
             })?
     };
@@ -307,6 +314,8 @@ pub fn run_until(
     for w in workers {
         let _ = w.join();
     }
+    let _ = doc_tx.send(Input::End);
+    drop(doc_tx);
     let _ = sink_thread.join();
     let snapshot = counters.snapshot();
     info!(counters = ?snapshot, "stopped");
@@ -319,11 +328,15 @@ struct Enrich {
     host: Arc<Host>,
     metrics: Arc<Metrics>,
     kube: Option<Arc<Kube>>,
+    /// Where documents go, when the sink takes bulk actions.
+    router: Option<Arc<Router>>,
+    /// The in-flight budget: a batch's documents replace its lines in it.
+    budget: Arc<Budget>,
 }
 
 fn worker(
     rx: &Mutex<Receiver<LineBatch>>,
-    tx: &SyncSender<DocBatch>,
+    tx: &SyncSender<Input>,
     live: &Live,
     options: Options,
     enrich: &Enrich,
@@ -331,6 +344,8 @@ fn worker(
 ) {
     let metrics = &enrich.metrics;
     let mut processor = LineProcessor::new(live.parser(), options);
+    // Document bytes per line byte (per mille), as last seen: buffers are sized once.
+    let mut expansion = 4000;
     loop {
         let batch = match rx.lock() {
             Ok(rx) => rx.recv(),
@@ -343,7 +358,7 @@ fn worker(
             processor = LineProcessor::new(current, options);
         }
         let before = processor.stats.clone();
-        let (docs, route) = render(&batch, &mut processor, enrich);
+        let out = render(&batch, &mut processor, enrich, &mut expansion);
         for ((format, after), (_, before)) in processor.stats.access.iter().zip(&before.access) {
             metrics.access_events(format, after - before);
         }
@@ -362,28 +377,40 @@ fn worker(
             &counters.lines_truncated,
             after.truncated - before.truncated,
         );
+        let reserved = out.docs.capacity() + out.actions.capacity() + out.ends.capacity() * 8;
+        enrich.budget.exchange(batch.reserved, reserved);
         let out = DocBatch {
             file: batch.file.id,
             start: batch.start,
             end: batch.end,
             count: batch.lines.len() as u64,
-            docs,
-            reserved: batch.reserved,
-            route,
+            docs: out.docs,
+            actions: out.actions,
+            ends: out.ends,
+            reserved,
         };
-        if tx.send(out).is_err() {
+        drop(batch);
+        if tx.send(Input::Docs(out)).is_err() {
             return;
         }
     }
 }
 
-/// The batch's documents, and what the sink routes them by.
+/// A batch's documents and, for Elasticsearch, their bulk actions.
+struct Rendered {
+    docs: Vec<u8>,
+    actions: Vec<u8>,
+    ends: Vec<(u32, u32)>,
+}
+
+/// Renders the batch's documents into buffers sized by `expansion`, which it updates.
 fn render(
     batch: &LineBatch,
     processor: &mut LineProcessor,
     enrich: &Enrich,
-) -> (Vec<u8>, RouteKey) {
-    let mut docs = Vec::with_capacity(batch.data.len() * 3);
+    expansion: &mut usize,
+) -> Rendered {
+    let mut docs = Vec::with_capacity(batch.data.len() * *expansion / 1000 + 4096);
     let mut hint = Hint::default();
     let file: &FileMeta = &batch.file;
     let (pod, container) = (file.kube.pod.as_deref(), file.kube.container.as_deref());
@@ -431,24 +458,56 @@ fn render(
             .filter(|k| k.enrich_peers)
             .map(|k| &*k.store),
     };
+    let destination = enrich.router.as_ref().map(|r| r.destination(&route));
+    let (mut actions, mut ends) = match destination {
+        Some(_) => (
+            Vec::with_capacity(batch.lines.len() * 112),
+            Vec::with_capacity(batch.lines.len()),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     for line in &batch.lines {
         let joined = batch.joined(line);
-        processor.process(&joined, &ctx, &mut hint, &mut tally, &mut docs);
+        let at = docs.len();
+        let written = processor.process(&joined, &ctx, &mut hint, &mut tally, &mut docs);
+        if let Some(d) = destination {
+            // Documents open with their `@timestamp` when they have one.
+            let timestamp = docs[at..].strip_prefix(br#"{"@timestamp":""#);
+            d.push_action(
+                &mut actions,
+                written.dataset,
+                timestamp,
+                written.id.as_ref().map(|i| &i[..]),
+            );
+            ends.push((docs.len() as u32, actions.len() as u32));
+        }
     }
     enrich.metrics.record(&tally);
-    (docs, route)
+    if !docs.is_empty() {
+        *expansion = (docs.len() * 1050 / batch.data.len().max(1)).clamp(1000, 50_000);
+    }
+    Rendered {
+        docs,
+        actions,
+        ends,
+    }
 }
 
 fn sink_loop(
     mut sink: Box<dyn crate::sink::Sink>,
-    rx: &Receiver<DocBatch>,
+    rx: &Receiver<Input>,
     acks: &Acks,
     budget: &Budget,
     counters: &Counters,
     health: &Health,
 ) {
     let mut backoff = Duration::from_millis(100);
-    for batch in rx {
+    for input in rx {
+        let batch = match input {
+            Input::Docs(batch) => batch,
+            Input::Answer(_) => continue,
+            Input::End => break,
+        };
         // Nothing is dropped: a failing write is retried until it succeeds or the process
         // stops, and the checkpoint stays before it meanwhile.
         while let Err(e) = sink.write_batch(&batch.docs) {

@@ -108,8 +108,8 @@ pub struct PipelineConfig {
     pub formats: Option<Vec<String>>,
     /// Parsing threads. Default: one per core.
     pub workers: Option<usize>,
-    /// Bytes read but not yet acknowledged by the sink; reading pauses at this bound, so the
-    /// files are the buffer. Default 64 MiB.
+    /// Memory held by lines read but not yet acknowledged by the sink (the lines, then their
+    /// documents); reading pauses at this bound, so the files are the buffer. Default 16 MiB.
     pub max_in_flight_bytes: Option<usize>,
     /// Copy each access-log line into `event.original`. Default false.
     pub keep_original: Option<bool>,
@@ -153,6 +153,8 @@ pub struct SinkConfig {
     pub max_batch_bytes: Option<usize>,
     /// For `elasticsearch`: most documents per bulk request. Default 5000.
     pub max_batch_docs: Option<usize>,
+    /// For `elasticsearch`: bulk requests in flight at once. Default 2.
+    pub max_concurrent_requests: Option<usize>,
     /// For `elasticsearch`: the dead-letter file. Default `<data_dir>/dead-letters.ndjson`.
     pub dead_letter_path: Option<PathBuf>,
     /// For `elasticsearch`: install the ILM policy and templates at start. Default true.
@@ -305,6 +307,8 @@ pub struct EsSettings {
     pub max_batch_bytes: usize,
     /// Batch bounds.
     pub max_batch_docs: usize,
+    /// Bulk requests in flight at once.
+    pub max_concurrent_requests: usize,
     /// Dead letters.
     pub dead_letter_path: PathBuf,
     /// Install templates at start.
@@ -638,7 +642,7 @@ impl Config {
                 "expected 1 to 256 threads",
             ));
         }
-        let max_in_flight_bytes = p.max_in_flight_bytes.unwrap_or(64 << 20);
+        let max_in_flight_bytes = p.max_in_flight_bytes.unwrap_or(16 << 20);
         if max_in_flight_bytes < 1 << 20 {
             return Err(invalid(
                 "pipeline.max_in_flight_bytes",
@@ -838,6 +842,14 @@ impl Config {
                         "expected 1 to 100000",
                     ));
                 }
+                let max_concurrent_requests = s.max_concurrent_requests.unwrap_or(2);
+                if !(1..=32).contains(&max_concurrent_requests) {
+                    return Err(invalid(
+                        "sink.max_concurrent_requests",
+                        max_concurrent_requests,
+                        "expected 1 to 32",
+                    ));
+                }
                 Sink::Elasticsearch(EsSettings {
                     url: url.trim_end_matches('/').to_owned(),
                     destination,
@@ -845,6 +857,7 @@ impl Config {
                     gzip: s.gzip.unwrap_or(true),
                     max_batch_bytes,
                     max_batch_docs,
+                    max_concurrent_requests,
                     dead_letter_path: s
                         .dead_letter_path
                         .clone()
@@ -972,7 +985,7 @@ mod tests {
             (s.framing, s.start_at, s.sink.clone()),
             (Framing::Auto, StartAt::Beginning, Sink::Stdout)
         );
-        assert_eq!(s.max_in_flight_bytes, 64 << 20);
+        assert_eq!(s.max_in_flight_bytes, 16 << 20);
     }
 
     #[test]

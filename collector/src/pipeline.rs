@@ -87,6 +87,15 @@ pub struct FileContext<'a> {
     pub peers: Option<&'a Store>,
 }
 
+/// What [`LineProcessor::process`] wrote: what the document's `_bulk` action names.
+#[derive(Clone, Copy, Debug)]
+pub struct Written {
+    /// `event.dataset`: [`document::ACCESS`] or [`document::CONTAINER`].
+    pub dataset: &'static str,
+    /// `event.id`, when the line's file and host are known.
+    pub id: Option<[u8; document::EVENT_ID_LEN]>,
+}
+
 /// Turns lines into documents with one parser.
 pub struct LineProcessor {
     parser: Arc<Parser>,
@@ -120,7 +129,7 @@ impl LineProcessor {
         hint: &mut Hint,
         observer: &mut impl Observe,
         out: &mut Vec<u8>,
-    ) {
+    ) -> Written {
         let text = line.text();
         let invalid_utf8 = matches!(text, Cow::Owned(_));
         let (file, host, role) = (ctx.path, ctx.host, ctx.role);
@@ -145,7 +154,7 @@ impl LineProcessor {
         self.stats.truncated += u64::from(line.truncated_bytes > 0);
         self.stats.invalid_utf8 += u64::from(invalid_utf8);
         let mut fields = Fields::new();
-        match self.parser.parse_into(&text, hint, &mut fields) {
+        let dataset = match self.parser.parse_into(&text, hint, &mut fields) {
             Outcome::Access { format } => {
                 let verdict = classify::classify(&fields, role);
                 observer.access(&fields, &verdict, role);
@@ -154,6 +163,7 @@ impl LineProcessor {
                     document::access(out, &origin, format, &fields, &verdict, original);
                 }
                 self.stats.count_access(format);
+                document::ACCESS
             }
             Outcome::Other(failure) => {
                 if !self.options.no_documents {
@@ -161,10 +171,15 @@ impl LineProcessor {
                 }
                 self.stats.container += 1;
                 self.stats.parse_errors += u64::from(failure.is_some());
+                document::CONTAINER
             }
-        }
+        };
         if !self.options.no_documents {
             out.push(b'\n');
+        }
+        Written {
+            dataset,
+            id: origin.id,
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct EsServer {
     store: Arc<Mutex<Store>>,
     /// `_bulk` requests received.
     pub bulk_requests: Arc<AtomicU64>,
+    /// The most `_bulk` requests that were in flight at once.
+    pub max_bulk_in_flight: Arc<AtomicU64>,
     _listener: Listener,
 }
 
@@ -112,8 +114,43 @@ enum Reply {
     Drop,
 }
 
-fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
-    if let Some(status) = store.faults.reject_all {
+/// One `_bulk` item, read before the store is locked.
+struct Parsed<'a> {
+    op: String,
+    index: String,
+    id: Option<String>,
+    line: &'a str,
+    /// The document, or why it is not JSON.
+    doc: Result<Option<Value>, String>,
+    /// `event.created`, microseconds since the epoch.
+    created: Option<u64>,
+}
+
+/// What a benchmark needs of a document: that it is JSON, and its `event.created`.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    event: Option<EventHead<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EventHead<'a> {
+    #[serde(borrow)]
+    created: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Parses the body (no lock held: requests are parsed in parallel, as Elasticsearch's
+/// coordinating nodes do), then applies the items under the store's lock, in order.
+fn bulk(store: &Mutex<Store>, path_index: Option<&str>, body: &[u8]) -> Reply {
+    let (faults, keep) = {
+        let st = lock(store);
+        (st.faults.clone(), st.keep_docs)
+    };
+    if let Some(status) = faults.reject_all {
         let (kind, reason) = match status {
             429 => (
                 "es_rejected_execution_exception",
@@ -131,8 +168,7 @@ fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
         .split('\n')
         .filter(|l| !l.trim().is_empty())
         .enumerate();
-    let mut items = Vec::new();
-    let mut errors = false;
+    let mut parsed = Vec::new();
     while let Some((n, action_line)) = lines.next() {
         let Ok(action) = serde_json::from_str::<Value>(action_line) else {
             let reason = format!(
@@ -150,7 +186,7 @@ fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
                 &error(400, "illegal_argument_exception", "empty action"),
             ));
         };
-        let Some((_, doc_line)) = lines.next() else {
+        let Some((_, line)) = lines.next() else {
             return Reply::Respond(json_response(
                 400,
                 &error(
@@ -160,86 +196,140 @@ fn bulk(store: &mut Store, path_index: Option<&str>, body: &[u8]) -> Reply {
                 ),
             ));
         };
-        let index = meta["_index"]
-            .as_str()
-            .or(path_index)
-            .unwrap_or("_none")
-            .to_owned();
-        let id = meta["_id"].as_str().map(str::to_owned);
-        store.items_seen += 1;
-        let fail = |status: u16, kind: &str, reason: &str| json!({op.as_str(): {"_index": index, "_id": id, "status": status, "error": {"type": kind, "reason": reason, "index": index}}});
-        let item = if let Some((every, status)) = store
-            .faults
-            .item_every
-            .filter(|(every, _)| store.items_seen % every == 0)
-        {
-            let _ = every;
-            let kind = if status == 429 {
-                "es_rejected_execution_exception"
-            } else {
-                "unavailable_shards_exception"
-            };
-            fail(status, kind, "the test server refuses this item on purpose")
-        } else if op != "create" && index.starts_with("logs-") {
-            fail(
-                400,
-                "illegal_argument_exception",
-                "only write ops with an op_type of create are allowed in data streams",
-            )
-        } else if store
-            .faults
-            .mapping_error_on
-            .as_deref()
-            .is_some_and(|t| doc_line.contains(t))
-        {
-            fail(
-                400,
-                "document_parsing_exception",
-                "[1:1] failed to parse field [url.port] of type [long]",
-            )
-        } else {
-            match serde_json::from_str::<Value>(doc_line) {
-                Err(e) => fail(
-                    400,
-                    "document_parsing_exception",
-                    &format!("[1:1] failed to parse: {e}"),
-                ),
-                Ok(doc) => {
-                    let id = id
-                        .clone()
-                        .unwrap_or_else(|| format!("auto{}", store.items_seen));
-                    let keep = store.keep_docs;
-                    let docs = store.docs.entry(index.clone()).or_default();
-                    if op == "create" && docs.contains_key(&id) {
-                        let reason = format!(
-                            "[{id}]: version conflict, document already exists (current version [1])"
-                        );
-                        fail(409, "version_conflict_engine_exception", &reason)
-                    } else {
-                        let created = doc["event"]["created"].as_str().and_then(unix_micros);
-                        docs.insert(id.clone(), if keep { doc } else { Value::Null });
-                        if let Some(created) = created {
-                            let now = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_micros() as u64);
-                            store.freshness_us.push(now.saturating_sub(created));
-                        }
-                        json!({op.as_str(): {"_index": index, "_id": id, "_version": 1, "result": "created",
-                            "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1, "status": 201}})
-                    }
+        let (doc, created) = if keep {
+            match serde_json::from_str::<Value>(line) {
+                Ok(v) => {
+                    let created = v["event"]["created"].as_str().and_then(unix_micros);
+                    (Ok(Some(v)), created)
                 }
+                Err(e) => (Err(e.to_string()), None),
+            }
+        } else {
+            match serde_json::from_str::<Head<'_>>(line) {
+                Ok(h) => (
+                    Ok(None),
+                    h.event
+                        .and_then(|e| e.created)
+                        .and_then(|c| unix_micros(&c)),
+                ),
+                Err(e) => (Err(e.to_string()), None),
             }
         };
-        errors |= item[op.as_str()]["error"].is_object();
-        items.push(item);
+        parsed.push(Parsed {
+            op: op.clone(),
+            index: meta["_index"]
+                .as_str()
+                .or(path_index)
+                .unwrap_or("_none")
+                .to_owned(),
+            id: meta["_id"].as_str().map(str::to_owned),
+            line,
+            doc,
+            created,
+        });
     }
-    if store.faults.drop_after_store {
+    // Under the lock: create semantics, item faults, storage. Answers are rendered after.
+    let mut results: Vec<Result<String, (u16, &str, String)>> = Vec::with_capacity(parsed.len());
+    {
+        let mut st = lock(store);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        for p in &mut parsed {
+            st.items_seen += 1;
+            let seen = st.items_seen;
+            let result = if let Some((_, status)) =
+                faults.item_every.filter(|(every, _)| seen % every == 0)
+            {
+                let kind = if status == 429 {
+                    "es_rejected_execution_exception"
+                } else {
+                    "unavailable_shards_exception"
+                };
+                Err((
+                    status,
+                    kind,
+                    "the test server refuses this item on purpose".to_owned(),
+                ))
+            } else if p.op != "create" && p.index.starts_with("logs-") {
+                Err((
+                    400,
+                    "illegal_argument_exception",
+                    "only write ops with an op_type of create are allowed in data streams"
+                        .to_owned(),
+                ))
+            } else if faults
+                .mapping_error_on
+                .as_deref()
+                .is_some_and(|t| p.line.contains(t))
+            {
+                Err((
+                    400,
+                    "document_parsing_exception",
+                    "[1:1] failed to parse field [url.port] of type [long]".to_owned(),
+                ))
+            } else {
+                match &mut p.doc {
+                    Err(e) => Err((
+                        400,
+                        "document_parsing_exception",
+                        format!("[1:1] failed to parse: {e}"),
+                    )),
+                    Ok(doc) => {
+                        let id = p.id.clone().unwrap_or_else(|| format!("auto{seen}"));
+                        let docs = st.docs.entry(p.index.clone()).or_default();
+                        if p.op == "create" && docs.contains_key(&id) {
+                            let reason = format!(
+                                "[{id}]: version conflict, document already exists (current version [1])"
+                            );
+                            Err((409, "version_conflict_engine_exception", reason))
+                        } else {
+                            docs.insert(id.clone(), doc.take().unwrap_or(Value::Null));
+                            if let Some(created) = p.created {
+                                st.freshness_us.push(now.saturating_sub(created));
+                            }
+                            Ok(id)
+                        }
+                    }
+                }
+            };
+            results.push(result);
+        }
+    }
+    if faults.drop_after_store {
         return Reply::Drop;
     }
-    Reply::Respond(json_response(
-        200,
-        &json!({"errors": errors, "took": 1, "items": items}),
-    ))
+    let mut out = String::with_capacity(64 + parsed.len() * 200);
+    let errors = results.iter().any(Result::is_err);
+    out.push_str(&format!(r#"{{"errors":{errors},"took":1,"items":["#));
+    for (i, (p, r)) in parsed.iter().zip(&results).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (op, index) = (quoted(&p.op), quoted(&p.index));
+        match r {
+            Ok(id) => out.push_str(&format!(
+                r#"{{{op}:{{"_index":{index},"_id":{},"_version":1,"result":"created","_shards":{{"total":1,"successful":1,"failed":0}},"_seq_no":0,"_primary_term":1,"status":201}}}}"#,
+                quoted(id)
+            )),
+            Err((status, kind, reason)) => out.push_str(&format!(
+                r#"{{{op}:{{"_index":{index},"_id":{},"status":{status},"error":{{"type":{},"reason":{},"index":{index}}}}}}}"#,
+                p.id.as_deref().map_or("null".to_owned(), quoted),
+                quoted(kind),
+                quoted(reason)
+            )),
+        }
+    }
+    out.push_str("]}");
+    let mut r = json_response(200, &Value::Null);
+    *r.body_mut() = Full::new(Bytes::from(out));
+    Reply::Respond(r)
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn handle(
@@ -250,11 +340,12 @@ fn handle(
     gzip: bool,
     body: &[u8],
 ) -> Reply {
-    let mut store = store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    store.body_bytes += body.len() as u64;
-    if let Some(expected) = &store.credentials {
+    let credentials = {
+        let mut st = lock(store);
+        st.body_bytes += body.len() as u64;
+        st.credentials.clone()
+    };
+    if let Some(expected) = &credentials {
         if auth != Some(expected.as_str()) {
             let reason = format!("missing authentication credentials for REST request [{path}]");
             let mut r = json_response(401, &error(401, "security_exception", &reason));
@@ -292,8 +383,8 @@ fn handle(
                         "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
             "tagline": "You Know, for Search"}),
         )),
-        ("POST" | "PUT", ["_bulk"]) => bulk(&mut store, None, body),
-        ("POST" | "PUT", [index, "_bulk"]) => bulk(&mut store, Some(index), body),
+        ("POST" | "PUT", ["_bulk"]) => bulk(store, None, body),
+        ("POST" | "PUT", [index, "_bulk"]) => bulk(store, Some(index), body),
         ("PUT", ["_index_template" | "_component_template", _])
         | ("PUT", ["_ilm", "policy", _])
         | ("PUT", ["_plugins", "_ism", "policies", _]) => {
@@ -310,6 +401,7 @@ fn handle(
             &json!({"_shards": {"total": 1, "successful": 1, "failed": 0}}),
         )),
         ("GET", ["_test", "stats"]) => {
+            let store = lock(store);
             let docs: usize = store.docs.values().map(HashMap::len).sum();
             let mut f = store.freshness_us.clone();
             f.sort_unstable();
@@ -326,7 +418,7 @@ fn handle(
         }
         ("GET" | "POST", [pattern, "_count"]) => {
             let prefix = pattern.trim_end_matches('*');
-            let n: usize = store
+            let n: usize = lock(store)
                 .docs
                 .iter()
                 .filter(|(i, _)| i.starts_with(prefix))
@@ -377,8 +469,12 @@ impl EsServer {
         }));
         let bulk_requests = Arc::new(AtomicU64::new(0));
         let (store2, counter) = (store.clone(), bulk_requests.clone());
+        let max_bulk_in_flight = Arc::new(AtomicU64::new(0));
+        let (in_flight2, max_in_flight2) =
+            (Arc::new(AtomicU64::new(0)), max_bulk_in_flight.clone());
         let listener = Listener::start(addr, move |stream| {
             let (store, counter) = (store2.clone(), counter.clone());
+            let (in_flight, max_in_flight) = (in_flight2.clone(), max_in_flight2.clone());
             if store
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -391,6 +487,7 @@ impl EsServer {
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let (store, counter) = (store.clone(), counter.clone());
+                    let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
                     async move {
                         let method = req.method().as_str().to_owned();
                         let path = req.uri().path().to_owned();
@@ -425,7 +522,20 @@ impl EsServer {
                         if let Some(d) = delay {
                             tokio::time::sleep(d).await;
                         }
-                        match handle(&store, &method, &path, auth.as_deref(), gzip, &body) {
+                        if path.ends_with("_bulk") {
+                            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                            max_in_flight.fetch_max(now, Ordering::SeqCst);
+                        }
+                        // Parsing runs on the blocking pool: requests are served in parallel.
+                        let (store2, path2) = (store.clone(), path.clone());
+                        let reply = tokio::task::spawn_blocking(move || {
+                            handle(&store2, &method, &path2, auth.as_deref(), gzip, &body)
+                        })
+                        .await;
+                        if path.ends_with("_bulk") {
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        match reply.unwrap_or(Reply::Drop) {
                             Reply::Respond(r) => Ok(r),
                             // A service error makes hyper close the connection unanswered.
                             Reply::Drop => {
@@ -457,6 +567,7 @@ impl EsServer {
             url,
             store,
             bulk_requests,
+            max_bulk_in_flight,
             _listener: listener,
         }
     }

@@ -188,3 +188,26 @@ fn wrong_credentials_are_refused_clearly_and_lose_nothing() {
     assert_eq!(agent.terminate(), 0);
     exactly_once(&es, "a", 50);
 }
+
+#[test]
+fn bulk_requests_go_concurrently_up_to_the_bound() {
+    let es = EsServer::start(None);
+    // Slow answers: with one request in flight the next waits; the bound lets three go.
+    es.set_faults(Faults {
+        delay: Some(Duration::from_millis(300)),
+        ..Faults::default()
+    });
+    let node = Node::new("es-concurrent");
+    let _w = write(&node, "c", 2000);
+    let agent = Agent::start(&node.config_es(
+        &es.url,
+        "  max_batch_docs: 100\n  max_concurrent_requests: 3\n",
+    ));
+    wait_for(&es, 2000);
+    assert_eq!(agent.terminate(), 0);
+    exactly_once(&es, "c", 2000);
+    let most = es
+        .max_bulk_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 3, "most bulk requests in flight at once");
+}

@@ -38,6 +38,11 @@ impl Host {
     }
 }
 
+/// `event.dataset` of access logs.
+pub const ACCESS: &str = "meshtrail.access";
+/// `event.dataset` of every other line.
+pub const CONTAINER: &str = "meshtrail.container";
+
 /// Length of an [`event_id`].
 pub const EVENT_ID_LEN: usize = 36;
 
@@ -242,11 +247,7 @@ pub fn container(
         write_time(&mut w, "@timestamp", t, false);
     }
     w.begin("event");
-    event_head(
-        &mut w,
-        "meshtrail.container",
-        origin.id.as_ref().map(|i| &i[..]),
-    );
+    event_head(&mut w, CONTAINER, origin.id.as_ref().map(|i| &i[..]));
     if let Some(t) = origin.created {
         write_time(&mut w, "created", t, true);
     }
@@ -301,11 +302,7 @@ pub fn access(
     }
 
     w.begin("event");
-    event_head(
-        &mut w,
-        "meshtrail.access",
-        origin.id.as_ref().map(|i| &i[..]),
-    );
+    event_head(&mut w, ACCESS, origin.id.as_ref().map(|i| &i[..]));
     let category: &[&str] = if v.http {
         &["network", "web"]
     } else {

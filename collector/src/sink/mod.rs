@@ -64,8 +64,21 @@ pub struct DocBatch {
     pub count: u64,
     /// In-flight bytes to return on acknowledgement.
     pub reserved: usize,
-    /// The pod's gateway role and namespace, for routing rules.
-    pub route: es::route::RouteKey,
+    /// For the Elasticsearch sink, each document's `_bulk` action, in order; empty otherwise.
+    pub actions: Vec<u8>,
+    /// For the Elasticsearch sink, where each document (with its newline) and its action
+    /// end in `docs` and `actions`; each starts where the one before ends.
+    pub ends: Vec<(u32, u32)>,
+}
+
+/// What the sink stage waits on: one channel, so it waits on one thing.
+pub enum Input {
+    /// Documents from a worker.
+    Docs(DocBatch),
+    /// The answer to one of the Elasticsearch sink's own bulk requests.
+    Answer(es::request::Answer),
+    /// The workers are done: nothing more comes.
+    End,
 }
 
 /// A sink, built.

@@ -1,8 +1,7 @@
-//! `_bulk` request bodies: one `create` action per document, with the document's
-//! deterministic `_id`, so a replay after a crash or a timeout answers 409 instead of
-//! writing a duplicate; and the name of the index or data stream a document goes to.
-
-use crate::document::writer::write_str;
+//! `_bulk` actions: one `create` per document, with the document's deterministic `_id`,
+//! so a replay after a crash or a timeout answers 409 instead of writing a duplicate, into
+//! the index or data stream the document goes to. The workers write them beside the
+//! documents; the sink only concatenates.
 
 /// Where documents go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,75 +36,109 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 impl Destination {
-    /// The index or data stream for a document of `dataset` (`meshtrail.access`) whose
-    /// `@timestamp` is `timestamp` (RFC 3339, UTC, as documents carry it).
-    pub fn target(&self, dataset: &str, timestamp: Option<&str>) -> String {
+    /// Appends the `create` action, ending in a newline, of a document of `dataset`
+    /// (`meshtrail.access`) whose `@timestamp` is `timestamp` (RFC 3339, UTC, as documents
+    /// carry it) and whose `_id` is `id`. Names are validated at start ([`check_name`]) and
+    /// ids are hex, so nothing needs escaping; the workers call this once per document.
+    pub fn push_action(
+        &self,
+        out: &mut Vec<u8>,
+        dataset: &str,
+        timestamp: Option<&[u8]>,
+        id: Option<&[u8]>,
+    ) {
+        out.extend_from_slice(br#"{"create":{"_index":""#);
         match self {
-            Destination::DataStream { namespace } => format!("logs-{dataset}-{namespace}"),
+            Destination::DataStream { namespace } => {
+                out.extend_from_slice(b"logs-");
+                out.extend_from_slice(dataset.as_bytes());
+                out.push(b'-');
+                out.extend_from_slice(namespace.as_bytes());
+            }
             Destination::DailyIndex { prefix } => {
-                let day = timestamp
-                    .filter(|t| t.len() >= 10 && t.as_bytes()[4] == b'-')
-                    .map_or_else(|| "unknown-date".to_owned(), |t| t[..10].replace('-', "."));
-                format!("{prefix}-{day}")
+                out.extend_from_slice(prefix.as_bytes());
+                out.push(b'-');
+                match timestamp.and_then(|t| t.get(..10)).filter(|d| is_date(d)) {
+                    Some(d) => {
+                        out.extend_from_slice(&d[..4]);
+                        out.push(b'.');
+                        out.extend_from_slice(&d[5..7]);
+                        out.push(b'.');
+                        out.extend_from_slice(&d[8..10]);
+                    }
+                    None => out.extend_from_slice(b"unknown-date"),
+                }
             }
         }
+        out.push(b'"');
+        if let Some(id) = id {
+            out.extend_from_slice(br#","_id":""#);
+            out.extend_from_slice(id);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"}}\n");
     }
 }
 
-/// Appends `{"create":{"_index":…,"_id":…}}` and the document, each on its own line.
-/// `doc` is one line of JSON (documents never hold a raw newline: strings are escaped).
-pub fn push_create(out: &mut Vec<u8>, index: &str, id: &str, doc: &[u8]) {
-    debug_assert!(!doc.contains(&b'\n'), "a document spans one line");
-    out.extend_from_slice(br#"{"create":{"_index":"#);
-    write_str(out, index);
-    out.extend_from_slice(br#","_id":"#);
-    write_str(out, id);
-    out.extend_from_slice(b"}}\n");
-    out.extend_from_slice(doc);
-    out.push(b'\n');
+/// `YYYY-MM-DD`.
+fn is_date(d: &[u8]) -> bool {
+    d.len() == 10
+        && d.iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn create_actions_on_exact_bytes() {
+    fn action(d: &Destination, dataset: &str, time: Option<&str>, id: Option<&str>) -> String {
         let mut out = Vec::new();
-        push_create(
+        d.push_action(
             &mut out,
-            "logs-meshtrail.access-default",
-            "abc",
-            br#"{"a":1}"#,
+            dataset,
+            time.map(str::as_bytes),
+            id.map(str::as_bytes),
         );
-        push_create(&mut out, "x", "q\"uote", b"{}");
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"create\":{\"_index\":\"logs-meshtrail.access-default\",\"_id\":\"abc\"}}\n{\"a\":1}\n\
-             {\"create\":{\"_index\":\"x\",\"_id\":\"q\\\"uote\"}}\n{}\n"
-        );
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn destinations() {
+    fn create_actions_on_exact_bytes() {
         let ds = Destination::DataStream {
             namespace: "prod".into(),
         };
         assert_eq!(
-            ds.target("meshtrail.access", Some("2026-11-24T10:00:00.000Z")),
-            "logs-meshtrail.access-prod"
+            action(
+                &ds,
+                "meshtrail.access",
+                Some("2026-11-24T10:00:00.000Z"),
+                Some("ab12")
+            ),
+            "{\"create\":{\"_index\":\"logs-meshtrail.access-prod\",\"_id\":\"ab12\"}}\n"
         );
         let daily = Destination::DailyIndex {
             prefix: "logstash".into(),
         };
         assert_eq!(
-            daily.target("meshtrail.container", Some("2026-11-24T23:59:59.999Z")),
-            "logstash-2026.11.24"
+            action(
+                &daily,
+                "meshtrail.container",
+                Some("2026-11-24T23:59:59.999Z"),
+                None
+            ),
+            "{\"create\":{\"_index\":\"logstash-2026.11.24\"}}\n"
         );
-        assert_eq!(
-            daily.target("meshtrail.container", None),
-            "logstash-unknown-date"
-        );
+        for bad in [None, Some("yesterday at noon"), Some("2026-1-24T0")] {
+            assert_eq!(
+                action(&daily, "meshtrail.container", bad, Some("1")),
+                "{\"create\":{\"_index\":\"logstash-unknown-date\",\"_id\":\"1\"}}\n"
+            );
+        }
     }
 
     #[test]

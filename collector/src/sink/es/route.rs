@@ -112,6 +112,28 @@ pub fn pick<'a>(routes: &'a [Route], default: &'a Destination, key: &RouteKey) -
         .map_or(default, |r| &r.destination)
 }
 
+/// Where the workers send a batch's documents: the routing rules, then the default.
+#[derive(Clone, Debug)]
+pub struct Router {
+    routes: Vec<Route>,
+    default: Destination,
+}
+
+impl Router {
+    /// The sink's rules and default destination.
+    pub fn new(cfg: &crate::config::EsSettings) -> Router {
+        Router {
+            routes: cfg.routes.clone(),
+            default: cfg.destination.clone(),
+        }
+    }
+
+    /// Where a batch of the pod `key` goes.
+    pub fn destination(&self, key: &RouteKey) -> &Destination {
+        pick(&self.routes, &self.default, key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
