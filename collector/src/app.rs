@@ -445,7 +445,7 @@ fn render(
         namespace,
         workload,
     });
-    let ctx = FileContext {
+    let mut ctx = FileContext {
         path: Some(&file.path),
         kube: Some(&file.kube),
         pod: view.as_ref(),
@@ -457,7 +457,10 @@ fn render(
             .as_ref()
             .filter(|k| k.enrich_peers)
             .map(|k| &*k.store),
+        pre: None,
     };
+    let pre = ctx.prerender();
+    ctx.pre = Some(&pre);
     let destination = enrich.router.as_ref().map(|r| r.destination(&route));
     let (mut actions, mut ends) = match destination {
         Some(_) => (

@@ -85,6 +85,21 @@ pub struct FileContext<'a> {
     pub role: Option<Role>,
     /// The IP → workload map, when `enrich_peers` is on.
     pub peers: Option<&'a Store>,
+    /// What every line of the file shares, rendered once ([`FileContext::prerender`]).
+    pub pre: Option<&'a document::Prerendered>,
+}
+
+impl FileContext<'_> {
+    /// Renders the members every document of this file shares, for [`FileContext::pre`].
+    pub fn prerender(&self) -> document::Prerendered {
+        document::prerender(&Origin {
+            file: self.path,
+            kube: self.kube,
+            pod: self.pod,
+            host: self.host,
+            ..Origin::default()
+        })
+    }
 }
 
 /// What [`LineProcessor::process`] wrote: what the document's `_bulk` action names.
@@ -145,6 +160,7 @@ impl LineProcessor {
             pod: ctx.pod,
             role,
             peers: ctx.peers,
+            pre: ctx.pre,
             host,
             id: match (host, ctx.fingerprint) {
                 (Some(h), Some(fp)) => Some(document::event_id(h.id_prefix(), fp, line.offset)),

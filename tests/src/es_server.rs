@@ -4,7 +4,10 @@
 //! request order, data streams that accept only `create`, templates and ILM acknowledged,
 //! `_refresh`, `_count`, basic/API-key authentication; and scriptable faults: everything
 //! 429, some items 429 or 503, 5xx, slow answers, the connection dropped after the
-//! documents were stored.
+//! documents were stored. Requests are parsed in parallel on tokio's blocking pool and
+//! stored under one lock, so the server is not what a benchmark measures. With
+//! [`EsServer::start_opensearch`] it answers as OpenSearch 2.x: ISM policies instead of
+//! ILM, `flat_object` instead of `flattened`, no `index.lifecycle.*` settings.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -49,6 +52,11 @@ struct Store {
     credentials: Option<String>,
     /// Keep documents (tests read them); off for benchmarks, where only ids are kept.
     keep_docs: bool,
+    /// Behave as OpenSearch 2.x: ISM instead of ILM, `flat_object` instead of `flattened`,
+    /// no `index.lifecycle.*` settings.
+    opensearch: bool,
+    /// Policies and templates accepted, by path, in order.
+    installed: Vec<String>,
     /// Request body bytes received, as sent (compressed when gzip).
     body_bytes: u64,
     /// For each stored document with an `event.created`, how long after that time it
@@ -326,6 +334,66 @@ fn bulk(store: &Mutex<Store>, path_index: Option<&str>, body: &[u8]) -> Reply {
     Reply::Respond(r)
 }
 
+/// A field type the server's distribution lacks, in a template body: `(field, type)`.
+fn foreign_type(v: &Value, opensearch: bool, field: &str) -> Option<(String, String)> {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(t)) = map.get("type") {
+                let foreign = if opensearch {
+                    t == "flattened"
+                } else {
+                    t == "flat_object"
+                };
+                if foreign {
+                    return Some((field.to_owned(), t.clone()));
+                }
+            }
+            map.iter()
+                .find_map(|(k, child)| foreign_type(child, opensearch, k))
+        }
+        Value::Array(items) => items
+            .iter()
+            .find_map(|c| foreign_type(c, opensearch, field)),
+        _ => None,
+    }
+}
+
+/// `PUT` of a policy or template: refused as the distribution would refuse it, else
+/// acknowledged and recorded.
+fn install(store: &Mutex<Store>, path: &str, body: &[u8]) -> Reply {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Reply::Respond(json_response(
+            400,
+            &error(400, "x_content_parse_exception", "request body is not JSON"),
+        ));
+    };
+    let opensearch = lock(store).opensearch;
+    if let Some((field, t)) = foreign_type(&v, opensearch, "") {
+        let reason = format!("No handler for type [{t}] declared on field [{field}]");
+        return Reply::Respond(json_response(
+            400,
+            &error(400, "mapper_parsing_exception", &reason),
+        ));
+    }
+    let settings = &v["template"]["settings"];
+    if opensearch
+        && settings
+            .as_object()
+            .is_some_and(|o| o.keys().any(|k| k.starts_with("index.lifecycle.")))
+    {
+        return Reply::Respond(json_response(
+            400,
+            &error(
+                400,
+                "illegal_argument_exception",
+                "unknown setting [index.lifecycle.name] please check that any required plugins are installed, or check the breaking changes documentation for removed settings",
+            ),
+        ));
+    }
+    lock(store).installed.push(path.to_owned());
+    Reply::Respond(json_response(200, &json!({"acknowledged": true})))
+}
+
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store
         .lock()
@@ -374,7 +442,16 @@ fn handle(
         body
     };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let opensearch = lock(store).opensearch;
     match (method, parts.as_slice()) {
+        ("GET", [""]) if opensearch => Reply::Respond(json_response(
+            200,
+            &json!({
+            "name": "meshtrail-test", "cluster_name": "opensearch", "cluster_uuid": "test",
+            "version": {"distribution": "opensearch", "number": "2.13.0", "build_type": "tar", "lucene_version": "9.10.0",
+                        "minimum_wire_compatibility_version": "7.10.0", "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "The OpenSearch Project: https://opensearch.org/"}),
+        )),
         ("GET", [""]) => Reply::Respond(json_response(
             200,
             &json!({
@@ -385,17 +462,9 @@ fn handle(
         )),
         ("POST" | "PUT", ["_bulk"]) => bulk(store, None, body),
         ("POST" | "PUT", [index, "_bulk"]) => bulk(store, Some(index), body),
-        ("PUT", ["_index_template" | "_component_template", _])
-        | ("PUT", ["_ilm", "policy", _])
-        | ("PUT", ["_plugins", "_ism", "policies", _]) => {
-            if serde_json::from_slice::<Value>(body).is_err() {
-                return Reply::Respond(json_response(
-                    400,
-                    &error(400, "x_content_parse_exception", "request body is not JSON"),
-                ));
-            }
-            Reply::Respond(json_response(200, &json!({"acknowledged": true})))
-        }
+        ("PUT", ["_index_template" | "_component_template", _]) => install(store, path, body),
+        ("PUT", ["_ilm", "policy", _]) if !opensearch => install(store, path, body),
+        ("PUT", ["_plugins", "_ism", "policies", _]) if opensearch => install(store, path, body),
         ("POST" | "GET", [_, "_refresh"]) => Reply::Respond(json_response(
             200,
             &json!({"_shards": {"total": 1, "successful": 1, "failed": 0}}),
@@ -447,6 +516,19 @@ impl EsServer {
     /// Starts on `addr`; without `keep_docs` only ids are kept (benchmarks).
     pub fn start_on(addr: &str, credentials: Option<&str>, keep_docs: bool) -> EsServer {
         EsServer::start_with(addr, credentials, keep_docs, None)
+    }
+
+    /// Starts on `127.0.0.1` behaving as OpenSearch 2.x ([`EsServer::installed`] tells
+    /// what it accepted).
+    pub fn start_opensearch() -> EsServer {
+        let server = EsServer::start(None);
+        lock(&server.store).opensearch = true;
+        server
+    }
+
+    /// The paths of the policies and templates accepted, in order.
+    pub fn installed(&self) -> Vec<String> {
+        lock(&self.store).installed.clone()
     }
 
     /// Starts on `127.0.0.1` speaking HTTPS with `tls` (see [`crate::tls::Pki`]).

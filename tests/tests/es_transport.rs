@@ -1,6 +1,7 @@
 //! How the Elasticsearch sink reaches the cluster, end to end: TLS with a custom CA and a
 //! client certificate, a bearer token, an untrusted certificate refused clearly, the
-//! explicit opt-out that warns, routing rules, and a 30-second outage.
+//! explicit opt-out that warns, routing rules, a 30-second outage, and OpenSearch's own
+//! policy and field types.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a panic is the failure report"
@@ -146,4 +147,45 @@ fn elasticsearch_down_for_30_seconds_then_back() {
     es.set_faults(Faults::default());
     exactly_once(&es, "logs-meshtrail", "o", during);
     assert_eq!(agent.terminate(), 0);
+}
+
+#[test]
+fn opensearch_gets_its_own_policy_and_types_and_every_line() {
+    let es = EsServer::start_opensearch();
+    // The Elasticsearch set-up is refused as OpenSearch refuses it: the server can tell.
+    let node = Node::new("es-opensearch-wrong");
+    let _w = write(&node, "web-5c9f8d7b6-abcde", "e", 50);
+    let agent = Agent::start(&node.config_es(&es.url, ""));
+    exactly_once(&es, "logs-meshtrail", "e", 50);
+    let log = agent.log();
+    assert_eq!(agent.terminate(), 0);
+    assert!(
+        log.contains("template install refused") && log.contains("/_ilm/policy/meshtrail"),
+        "{log}"
+    );
+    assert!(
+        !es.installed()
+            .contains(&"/_component_template/meshtrail-mappings".to_owned()),
+        "flattened is not an OpenSearch type"
+    );
+
+    let node = Node::new("es-opensearch");
+    let _w = write(&node, "web-5c9f8d7b6-abcde", "o", 200);
+    let agent = Agent::start(&node.config_es(&es.url, "  distribution: opensearch\n"));
+    exactly_once(&es, "logs-meshtrail", "o", 200);
+    let log = agent.log();
+    assert_eq!(agent.terminate(), 0);
+    assert!(!log.contains("refused"), "{log}");
+    let installed = es.installed();
+    for path in [
+        "/_plugins/_ism/policies/meshtrail",
+        "/_component_template/meshtrail-mappings",
+        "/_component_template/meshtrail-settings",
+        "/_index_template/meshtrail",
+    ] {
+        assert!(
+            installed.contains(&path.to_owned()),
+            "{path} in {installed:?}"
+        );
+    }
 }

@@ -104,6 +104,32 @@ pub struct Origin<'a> {
     pub host: Option<&'a Host>,
     /// `event.id`, when the file's fingerprint is known.
     pub id: Option<[u8; EVENT_ID_LEN]>,
+    /// The fields every line of the file shares, rendered once ([`prerender`]); when set,
+    /// `kube`, `pod`, `host` and `file` are not read again.
+    pub pre: Option<&'a Prerendered>,
+}
+
+/// The members every document of one file shares, rendered once per batch rather than once
+/// per line: `kubernetes`, `container`, `orchestrator`, `host`, and `log.file`.
+#[derive(Clone, Debug, Default)]
+pub struct Prerendered {
+    head: Vec<u8>,
+    file: Vec<u8>,
+}
+
+/// Renders what `origin`'s file shares ([`Origin::pre`]).
+pub fn prerender(origin: &Origin<'_>) -> Prerendered {
+    let members = |f: &dyn Fn(&mut ObjectWriter<'_>)| {
+        let mut buf = Vec::new();
+        let mut w = ObjectWriter::new(&mut buf);
+        f(&mut w);
+        w.finish();
+        buf.get(1..buf.len() - 1).unwrap_or_default().to_vec()
+    };
+    Prerendered {
+        head: members(&|w| origin_head(w, origin)),
+        file: members(&|w| origin_file(w, origin)),
+    }
 }
 
 /// Writes a timestamp under `key`, UTC: milliseconds for `@timestamp`, as written (when it
@@ -133,6 +159,46 @@ fn write_time(w: &mut ObjectWriter<'_>, key: &'static str, raw: &str, nanos: boo
 
 /// `kubernetes.*`, `container.*`, `orchestrator.*`, `host.*`, `stream`, `log.*`.
 fn origin_fields(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
+    match o.pre {
+        Some(p) => w.members(&p.head),
+        None => origin_head(w, o),
+    }
+    if let Some(stream) = o.stream {
+        w.field("stream", stream.as_str());
+    }
+    w.begin("log");
+    match o.pre {
+        Some(p) => w.members(&p.file),
+        None => origin_file(w, o),
+    }
+    if let Some(offset) = o.offset {
+        w.field("offset", offset);
+    }
+    let flags = [
+        (o.joined, "multiline"),
+        (o.truncated_bytes > 0, "truncated"),
+        (o.invalid_utf8, "invalid_utf8"),
+    ];
+    if flags.iter().any(|(on, _)| *on) {
+        w.field(
+            "flags",
+            StrArray(flags.iter().filter(|(on, _)| *on).map(|(_, f)| *f)),
+        );
+    }
+    w.end();
+}
+
+/// `log.file.path`.
+fn origin_file(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
+    if let Some(path) = o.file {
+        w.begin("file");
+        w.field("path", path);
+        w.end();
+    }
+}
+
+/// `kubernetes`, `container`, `orchestrator`, `host`: the same for every line of a file.
+fn origin_head(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
     let container = o.kube.and_then(|k| k.container.as_deref());
     let info = o.pod.and_then(PodView::container);
     if let Some(view) = o.pod {
@@ -199,30 +265,6 @@ fn origin_fields(w: &mut ObjectWriter<'_>, o: &Origin<'_>) {
         w.field("name", h.node.as_str());
         w.end();
     }
-    if let Some(stream) = o.stream {
-        w.field("stream", stream.as_str());
-    }
-    w.begin("log");
-    if let Some(path) = o.file {
-        w.begin("file");
-        w.field("path", path);
-        w.end();
-    }
-    if let Some(offset) = o.offset {
-        w.field("offset", offset);
-    }
-    let flags = [
-        (o.joined, "multiline"),
-        (o.truncated_bytes > 0, "truncated"),
-        (o.invalid_utf8, "invalid_utf8"),
-    ];
-    if flags.iter().any(|(on, _)| *on) {
-        w.field(
-            "flags",
-            StrArray(flags.iter().filter(|(on, _)| *on).map(|(_, f)| *f)),
-        );
-    }
-    w.end();
 }
 
 /// `event.id`, `event.kind`, `event.dataset`: the head of the `event` object, which the
