@@ -394,6 +394,61 @@ fn install(store: &Mutex<Store>, path: &str, body: &[u8]) -> Reply {
     Reply::Respond(json_response(200, &json!({"acknowledged": true})))
 }
 
+/// Applies `filter_path` (comma-separated dotted paths, `*` matching any one key; arrays
+/// are transparent, and objects left empty are dropped, from arrays too) to a JSON answer,
+/// as Elasticsearch's common options describe it.
+fn filtered(r: Response<Full<Bytes>>, filter: &str) -> Response<Full<Bytes>> {
+    let (parts, body) = r.into_parts();
+    let bytes = ready_bytes(body);
+    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Full::new(bytes));
+    };
+    let patterns: Vec<Vec<&str>> = filter.split(',').map(|p| p.split('.').collect()).collect();
+    let kept = keep(&v, &patterns).unwrap_or_else(|| json!({}));
+    Response::from_parts(parts, Full::new(Bytes::from(kept.to_string())))
+}
+
+/// The bytes of a `Full` body, which is ready at once.
+fn ready_bytes(body: Full<Bytes>) -> Bytes {
+    use hyper::body::Body;
+    let mut body = std::pin::pin!(body);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match body.as_mut().poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
+fn keep(v: &Value, patterns: &[Vec<&str>]) -> Option<Value> {
+    match v {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, child) in map {
+                let tails: Vec<Vec<&str>> = patterns
+                    .iter()
+                    .filter(|p| p.first().is_some_and(|s| *s == "*" || s == k))
+                    .map(|p| p[1..].to_vec())
+                    .collect();
+                if tails.is_empty() {
+                    continue;
+                }
+                if tails.iter().any(Vec::is_empty) {
+                    out.insert(k.clone(), child.clone());
+                } else if let Some(c) = keep(child, &tails) {
+                    out.insert(k.clone(), c);
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(items) => {
+            let kept: Vec<Value> = items.iter().filter_map(|i| keep(i, patterns)).collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
+        _ => None,
+    }
+}
+
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store
         .lock()
@@ -573,6 +628,12 @@ impl EsServer {
                     async move {
                         let method = req.method().as_str().to_owned();
                         let path = req.uri().path().to_owned();
+                        // `filter_path`, the one query parameter the agent sends.
+                        let filter = req.uri().query().and_then(|q| {
+                            q.split('&')
+                                .find_map(|kv| kv.strip_prefix("filter_path="))
+                                .map(str::to_owned)
+                        });
                         let auth = req
                             .headers()
                             .get("authorization")
@@ -611,7 +672,12 @@ impl EsServer {
                         // Parsing runs on the blocking pool: requests are served in parallel.
                         let (store2, path2) = (store.clone(), path.clone());
                         let reply = tokio::task::spawn_blocking(move || {
-                            handle(&store2, &method, &path2, auth.as_deref(), gzip, &body)
+                            let reply =
+                                handle(&store2, &method, &path2, auth.as_deref(), gzip, &body);
+                            match (reply, filter) {
+                                (Reply::Respond(r), Some(f)) => Reply::Respond(filtered(r, &f)),
+                                (reply, _) => reply,
+                            }
                         })
                         .await;
                         if path.ends_with("_bulk") {
@@ -695,5 +761,44 @@ impl EsServer {
             .filter(|(i, _)| i.starts_with(prefix))
             .flat_map(|(_, d)| d.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/fixtures/es/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn filter_path_as_the_documentation_shows() {
+        let full =
+            fixture("bulk-response-update-404-document_missing-plus-create-201.es9-docs.json");
+        let want = fixture("bulk-response-filter_path-items.error.es9-docs.json");
+        assert_eq!(keep(&full, &[vec!["items", "*", "error"]]), Some(want));
+        // What the agent asks for: every item keeps its action and status, in order, and
+        // its error when it has one.
+        let got = keep(
+            &full,
+            &[
+                vec!["errors"],
+                vec!["items", "*", "status"],
+                vec!["items", "*", "error"],
+                vec!["error"],
+            ],
+        )
+        .unwrap();
+        assert_eq!(got["errors"], true);
+        assert!(got.get("took").is_none());
+        let items = got["items"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(
+            items[0]["update"]["error"]["type"],
+            "document_missing_exception"
+        );
+        assert_eq!(items[2], json!({"create": {"status": 201}}));
     }
 }
