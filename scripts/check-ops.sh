@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ops pack, checked by the real tools: promtool (rules and their unit tests), amtool
 # (Alertmanager config and every route), kubectl kustomize (every overlay renders),
-# kubernetes-validate (strict, Kubernetes 1.30) and yamllint.
+# kubernetes-validate (strict, Kubernetes 1.30), the image's build context, and yamllint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -70,6 +70,20 @@ fi
 for f in "$work"/base.yaml "$work"/elasticsearch-tls.yaml "$work"/opensearch.yaml; do
   "$venv/bin/kubernetes-validate" -k 1.30.0 --strict --quiet --no-warn "$f"
 done
+
+echo "-- Dockerfile: its build stage's COPY set builds the agent; the binary needs only what distroless/cc has"
+# No Docker engine here: the build context is assembled from the build stage's COPY lines
+# and compiled, so a file the build reads but the image leaves out fails here.
+ctx=$work/image-context
+mkdir -p "$ctx"
+for src in $(awk '/^FROM/ {n++} n == 1 && /^COPY/ && !/--from/ {for (i = 2; i < NF; i++) print $i}' Dockerfile); do
+  cp -r "$src" "$ctx/"
+done
+(cd "$ctx" && CARGO_TARGET_DIR="$OLDPWD/target/image-check" cargo check --locked --offline -q -p meshtrail)
+if [ -x target/release/meshtrail ]; then
+  extra=$(ldd target/release/meshtrail | awk '{print $1}' | grep -vxE 'linux-vdso\.so\.1|libgcc_s\.so\.1|libc\.so\.6|libm\.so\.6|/lib64/ld-linux-x86-64\.so\.2' || true)
+  [ -z "$extra" ] || { echo "the binary needs libraries distroless/cc lacks: $extra" >&2; exit 1; }
+fi
 
 echo "-- yamllint"
 yamllint -c .yamllint alerts deploy dashboards
