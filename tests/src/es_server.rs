@@ -153,7 +153,12 @@ fn quoted(s: &str) -> String {
 
 /// Parses the body (no lock held: requests are parsed in parallel, as Elasticsearch's
 /// coordinating nodes do), then applies the items under the store's lock, in order.
-fn bulk(store: &Mutex<Store>, path_index: Option<&str>, body: &[u8]) -> Reply {
+fn bulk(
+    store: &Mutex<Store>,
+    path_index: Option<&str>,
+    body: &[u8],
+    filter: Option<&str>,
+) -> Reply {
     let (faults, keep) = {
         let st = lock(store);
         (st.faults.clone(), st.keep_docs)
@@ -307,31 +312,144 @@ fn bulk(store: &Mutex<Store>, path_index: Option<&str>, body: &[u8]) -> Reply {
     if faults.drop_after_store {
         return Reply::Drop;
     }
-    let mut out = String::with_capacity(64 + parsed.len() * 200);
+    let patterns: Option<Vec<Vec<&str>>> =
+        filter.map(|f| f.split(',').map(|p| p.split('.').collect()).collect());
+    let keys = match &patterns {
+        None => Some(ItemKeys::all()),
+        Some(p) => ItemKeys::from_patterns(p),
+    };
     let errors = results.iter().any(Result::is_err);
-    out.push_str(&format!(r#"{{"errors":{errors},"took":1,"items":["#));
-    for (i, (p, r)) in parsed.iter().zip(&results).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let (op, index) = (quoted(&p.op), quoted(&p.index));
-        match r {
-            Ok(id) => out.push_str(&format!(
-                r#"{{{op}:{{"_index":{index},"_id":{},"_version":1,"result":"created","_shards":{{"total":1,"successful":1,"failed":0}},"_seq_no":0,"_primary_term":1,"status":201}}}}"#,
-                quoted(id)
-            )),
-            Err((status, kind, reason)) => out.push_str(&format!(
-                r#"{{{op}:{{"_index":{index},"_id":{},"status":{status},"error":{{"type":{},"reason":{},"index":{index}}}}}}}"#,
-                p.id.as_deref().map_or("null".to_owned(), quoted),
-                quoted(kind),
-                quoted(reason)
-            )),
+    let Some(keys) = keys else {
+        // A filter of another shape: render whole, then filter generically.
+        let r = render_bulk(&parsed, &results, errors, &ItemKeys::all());
+        return Reply::Respond(filtered(r, filter.unwrap_or_default()));
+    };
+    Reply::Respond(render_bulk(&parsed, &results, errors, &keys))
+}
+
+type ItemResult<'a> = Result<String, (u16, &'a str, String)>;
+
+/// What of a `_bulk` answer a `filter_path` keeps, for the shapes that name top-level keys
+/// and keys of every item (`errors`, `items.*.status`): rendered directly, without building
+/// the whole answer first.
+struct ItemKeys {
+    top: Vec<String>,
+    /// `None`: whole items.
+    item: Option<Vec<String>>,
+}
+
+impl ItemKeys {
+    fn all() -> ItemKeys {
+        ItemKeys {
+            top: vec!["errors".into(), "took".into(), "items".into()],
+            item: None,
         }
     }
-    out.push_str("]}");
+
+    fn from_patterns(patterns: &[Vec<&str>]) -> Option<ItemKeys> {
+        let mut keys = ItemKeys {
+            top: Vec::new(),
+            item: Some(Vec::new()),
+        };
+        for p in patterns {
+            match p.as_slice() {
+                ["items"] | ["items", "*"] => {
+                    keys.top.push("items".into());
+                    keys.item = None;
+                }
+                [k] if !k.contains('*') => keys.top.push((*k).to_owned()),
+                ["items", "*", k] if !k.contains('*') => {
+                    keys.top.push("items".into());
+                    if let Some(item) = &mut keys.item {
+                        item.push((*k).to_owned());
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(keys)
+    }
+
+    fn top(&self, k: &str) -> bool {
+        self.top.iter().any(|t| t == k)
+    }
+}
+
+fn render_bulk(
+    parsed: &[Parsed<'_>],
+    results: &[ItemResult<'_>],
+    errors: bool,
+    keys: &ItemKeys,
+) -> Response<Full<Bytes>> {
+    let mut top = Vec::new();
+    if keys.top("errors") {
+        top.push(format!(r#""errors":{errors}"#));
+    }
+    if keys.top("took") {
+        top.push(r#""took":1"#.to_owned());
+    }
+    if keys.top("items") {
+        let mut items = Vec::with_capacity(parsed.len());
+        for (p, r) in parsed.iter().zip(results) {
+            let index = quoted(&p.index);
+            let fields: Vec<(&str, String)> = match r {
+                Ok(id) => vec![
+                    ("_index", index),
+                    ("_id", quoted(id)),
+                    ("_version", "1".into()),
+                    ("result", r#""created""#.into()),
+                    ("_shards", r#"{"total":1,"successful":1,"failed":0}"#.into()),
+                    ("_seq_no", "0".into()),
+                    ("_primary_term", "1".into()),
+                    ("status", "201".into()),
+                ],
+                Err((status, kind, reason)) => vec![
+                    ("_index", index.clone()),
+                    ("_id", p.id.as_deref().map_or("null".to_owned(), quoted)),
+                    ("status", status.to_string()),
+                    (
+                        "error",
+                        format!(
+                            r#"{{"type":{},"reason":{},"index":{index}}}"#,
+                            quoted(kind),
+                            quoted(reason)
+                        ),
+                    ),
+                ],
+            };
+            let kept: Vec<String> = fields
+                .into_iter()
+                .filter(|(k, _)| keys.item.as_ref().is_none_or(|i| i.iter().any(|x| x == k)))
+                .map(|(k, v)| format!("{}:{v}", quoted(k)))
+                .collect();
+            // An item left empty is dropped, as Elasticsearch does.
+            if !kept.is_empty() {
+                items.push(format!("{{{}:{{{}}}}}", quoted(&p.op), kept.join(",")));
+            }
+        }
+        if !items.is_empty() {
+            top.push(format!(r#""items":[{}]"#, items.join(",")));
+        }
+    }
     let mut r = json_response(200, &Value::Null);
-    *r.body_mut() = Full::new(Bytes::from(out));
-    Reply::Respond(r)
+    *r.body_mut() = Full::new(Bytes::from(format!("{{{}}}", top.join(","))));
+    r
+}
+
+/// `GET /`: who answers (`api-fixtures/es/root-info-*.json`).
+fn root_info(opensearch: bool) -> Value {
+    if opensearch {
+        return json!({
+            "name": "meshtrail-test", "cluster_name": "opensearch", "cluster_uuid": "test",
+            "version": {"distribution": "opensearch", "number": "2.13.0", "build_type": "tar", "lucene_version": "9.10.0",
+                        "minimum_wire_compatibility_version": "7.10.0", "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "The OpenSearch Project: https://opensearch.org/"});
+    }
+    json!({
+        "name": "meshtrail-test", "cluster_name": "test", "cluster_uuid": "test",
+        "version": {"number": "8.12.1", "build_flavor": "default", "build_type": "docker", "lucene_version": "9.9.2",
+                    "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
+        "tagline": "You Know, for Search"})
 }
 
 /// A field type the server's distribution lacks, in a template body: `(field, type)`.
@@ -455,6 +573,7 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// One request; `filter` is its `filter_path`, applied to the answer.
 fn handle(
     store: &Mutex<Store>,
     method: &str,
@@ -462,6 +581,27 @@ fn handle(
     auth: Option<&str>,
     gzip: bool,
     body: &[u8],
+    filter: Option<&str>,
+) -> Reply {
+    match answer(store, method, path, auth, gzip, body, filter) {
+        // `_bulk` answers come filtered already.
+        Reply::Respond(r) if !path.ends_with("_bulk") => Reply::Respond(match filter {
+            Some(f) => filtered(r, f),
+            None => r,
+        }),
+        reply => reply,
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "the parts of a request")]
+fn answer(
+    store: &Mutex<Store>,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    gzip: bool,
+    body: &[u8],
+    filter: Option<&str>,
 ) -> Reply {
     let credentials = {
         let mut st = lock(store);
@@ -499,24 +639,9 @@ fn handle(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let opensearch = lock(store).opensearch;
     match (method, parts.as_slice()) {
-        ("GET", [""]) if opensearch => Reply::Respond(json_response(
-            200,
-            &json!({
-            "name": "meshtrail-test", "cluster_name": "opensearch", "cluster_uuid": "test",
-            "version": {"distribution": "opensearch", "number": "2.13.0", "build_type": "tar", "lucene_version": "9.10.0",
-                        "minimum_wire_compatibility_version": "7.10.0", "minimum_index_compatibility_version": "7.0.0"},
-            "tagline": "The OpenSearch Project: https://opensearch.org/"}),
-        )),
-        ("GET", [""]) => Reply::Respond(json_response(
-            200,
-            &json!({
-            "name": "meshtrail-test", "cluster_name": "test", "cluster_uuid": "test",
-            "version": {"number": "8.12.1", "build_flavor": "default", "build_type": "docker", "lucene_version": "9.9.2",
-                        "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
-            "tagline": "You Know, for Search"}),
-        )),
-        ("POST" | "PUT", ["_bulk"]) => bulk(store, None, body),
-        ("POST" | "PUT", [index, "_bulk"]) => bulk(store, Some(index), body),
+        ("GET", [""]) => Reply::Respond(json_response(200, &root_info(opensearch))),
+        ("POST" | "PUT", ["_bulk"]) => bulk(store, None, body, filter),
+        ("POST" | "PUT", [index, "_bulk"]) => bulk(store, Some(index), body, filter),
         ("PUT", ["_index_template" | "_component_template", _]) => install(store, path, body),
         ("PUT", ["_ilm", "policy", _]) if !opensearch => install(store, path, body),
         ("PUT", ["_plugins", "_ism", "policies", _]) if opensearch => install(store, path, body),
@@ -672,12 +797,15 @@ impl EsServer {
                         // Parsing runs on the blocking pool: requests are served in parallel.
                         let (store2, path2) = (store.clone(), path.clone());
                         let reply = tokio::task::spawn_blocking(move || {
-                            let reply =
-                                handle(&store2, &method, &path2, auth.as_deref(), gzip, &body);
-                            match (reply, filter) {
-                                (Reply::Respond(r), Some(f)) => Reply::Respond(filtered(r, &f)),
-                                (reply, _) => reply,
-                            }
+                            handle(
+                                &store2,
+                                &method,
+                                &path2,
+                                auth.as_deref(),
+                                gzip,
+                                &body,
+                                filter.as_deref(),
+                            )
                         })
                         .await;
                         if path.ends_with("_bulk") {
@@ -771,6 +899,43 @@ mod tests {
     fn fixture(name: &str) -> Value {
         let path = format!("{}/fixtures/es/{name}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn bulk_answers_filtered_directly_equal_the_generic_filter() {
+        let item = |op: &str, id: &str| Parsed {
+            op: op.into(),
+            index: "logs-x-default".into(),
+            id: Some(id.into()),
+            line: "{}",
+            doc: Ok(None),
+            created: None,
+        };
+        let parsed = [item("create", "a"), item("create", "b"), item("index", "c")];
+        let results: Vec<ItemResult<'_>> = vec![
+            Ok("a".into()),
+            Err((429, "es_rejected_execution_exception", "busy".into())),
+            Ok("c".into()),
+        ];
+        let body = |r: Response<Full<Bytes>>| -> Value {
+            serde_json::from_slice(&ready_bytes(r.into_body())).unwrap()
+        };
+        let full = body(render_bulk(&parsed, &results, true, &ItemKeys::all()));
+        assert_eq!(full["items"].as_array().unwrap().len(), 3);
+        for filter in [
+            "errors,items.*.status,items.*.error,error",
+            "items.*.error",
+            "took,items",
+            "errors",
+            "items.*._id,items.*.result",
+        ] {
+            let patterns: Vec<Vec<&str>> =
+                filter.split(',').map(|p| p.split('.').collect()).collect();
+            let keys = ItemKeys::from_patterns(&patterns).unwrap();
+            let direct = body(render_bulk(&parsed, &results, true, &keys));
+            let generic = keep(&full, &patterns).unwrap_or_else(|| json!({}));
+            assert_eq!(direct, generic, "{filter}");
+        }
     }
 
     #[test]
