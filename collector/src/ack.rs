@@ -3,6 +3,7 @@
 //! budget that pauses reading while the sink is behind.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -77,6 +78,9 @@ pub struct Budget {
     used: Mutex<usize>,
     freed: Condvar,
     max: usize,
+    /// Document bytes per line byte, per mille, as last seen: what a batch read now will
+    /// hold once rendered, so that reading stops before, not after, the bound.
+    expansion: AtomicUsize,
 }
 
 impl Budget {
@@ -86,6 +90,20 @@ impl Budget {
             used: Mutex::new(0),
             freed: Condvar::new(),
             max,
+            expansion: AtomicUsize::new(1000),
+        }
+    }
+
+    /// What `raw` bytes of lines will hold once rendered, by the last ratio seen (at least
+    /// the lines themselves).
+    pub fn estimate(&self, raw: usize) -> usize {
+        raw.saturating_mul(self.expansion.load(Ordering::Relaxed).max(1000)) / 1000
+    }
+
+    /// Records that `raw` bytes of lines became `rendered` bytes.
+    pub fn observe(&self, raw: usize, rendered: usize) {
+        if let Some(ratio) = rendered.saturating_mul(1000).checked_div(raw) {
+            self.expansion.store(ratio, Ordering::Relaxed);
         }
     }
 
@@ -147,6 +165,30 @@ mod tests {
         assert_eq!(a.watermark(1), Some(350), "empty ranges are fine");
         a.ack(2, 0, 10);
         assert_eq!(a.watermark(2), None);
+    }
+
+    #[test]
+    fn budget_reserves_what_lines_become() {
+        let b = Budget::new(1000);
+        // Before any batch is rendered, lines count as themselves.
+        assert_eq!(b.estimate(100), 100);
+        b.observe(100, 450);
+        assert_eq!(b.estimate(100), 450);
+        // Lines that become nothing (the blackhole) still hold their own bytes meanwhile.
+        b.observe(100, 0);
+        assert_eq!(b.estimate(100), 100);
+        b.observe(0, 10);
+        assert_eq!(b.estimate(100), 100);
+        // A worker trades a batch's estimate for its documents' size.
+        assert!(b.acquire(450, Duration::ZERO));
+        b.exchange(450, 900);
+        assert_eq!(b.used(), 900);
+        assert!(
+            !b.acquire(200, Duration::ZERO),
+            "over the bound, reading waits"
+        );
+        b.exchange(900, 100);
+        assert!(b.acquire(200, Duration::ZERO));
     }
 
     #[test]

@@ -378,6 +378,7 @@ fn worker(
             after.truncated - before.truncated,
         );
         let reserved = out.docs.capacity() + out.actions.capacity() + out.ends.capacity() * 8;
+        enrich.budget.observe(batch.data.len(), reserved);
         enrich.budget.exchange(batch.reserved, reserved);
         let out = DocBatch {
             file: batch.file.id,

@@ -678,7 +678,10 @@ impl Tailer {
             return;
         }
         stats::add(&self.counters.lines_read, batch.lines.len() as u64);
-        let reserved = batch.data.len() + batch.lines.len() * std::mem::size_of::<Line>();
+        // What the batch will hold once its documents are rendered (the workers settle the
+        // exact figure).
+        let reserved = self.budget.estimate(batch.data.len())
+            + batch.lines.len() * std::mem::size_of::<Line>();
         // Backpressure: wait for room, so the files are the buffer.
         while !self.budget.acquire(reserved, Duration::from_millis(100)) {
             if stop.load(Ordering::Relaxed) {
