@@ -9,6 +9,7 @@ pub trait JsonValue {
 }
 
 impl JsonValue for &str {
+    #[inline]
     fn write_json(&self, out: &mut Vec<u8>) {
         write_str(out, self);
     }
@@ -17,8 +18,9 @@ impl JsonValue for &str {
 macro_rules! int_value {
     ($($t:ty),*) => {$(
         impl JsonValue for $t {
+            #[inline]
             fn write_json(&self, out: &mut Vec<u8>) {
-                out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
+                put(out, itoa::Buffer::new().format(*self).as_bytes());
             }
         }
     )*};
@@ -45,9 +47,11 @@ impl<'s, I: Iterator<Item = &'s str> + Clone> JsonValue for StrArray<I> {
 pub struct Preformatted<'a>(pub &'a [u8]);
 
 impl JsonValue for Preformatted<'_> {
+    #[inline]
     fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(self.0.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(self.0);
+        put(out, self.0);
         out.push(b'"');
     }
 }
@@ -71,24 +75,80 @@ fn word_needs_escape(w: u64) -> bool {
     (below_space | has_zero(w ^ (LO * b'"' as u64)) | has_zero(w ^ (LO * b'\\' as u64))) != 0
 }
 
+/// The eight bytes at `at`.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// True when no byte of `b` needs escaping in a JSON string.
+#[inline]
+fn is_clean(b: &[u8]) -> bool {
+    let n = b.len();
+    if n < 8 {
+        return b.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word_needs_escape(word_at(b, at)) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last word overlaps the one before: every byte is looked at, none twice in a way
+    // that matters.
+    !word_needs_escape(word_at(b, n - 8))
+}
+
+/// Appends `b`. Values and keys are mostly a few bytes long; for those, fixed-size copies
+/// the compiler inlines beat a call into `memcpy`.
+#[inline(always)]
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    if n < 4 {
+        for &c in b {
+            out.push(c);
+        }
+        return;
+    }
+    if n > 16 {
+        out.extend_from_slice(b);
+        return;
+    }
+    let at = out.len();
+    out.extend_from_slice(&[0u8; 16]);
+    let dst = &mut out[at..at + 16];
+    if n >= 8 {
+        dst[..8].copy_from_slice(&b[..8]);
+        dst[n - 8..n].copy_from_slice(&b[n - 8..]);
+    } else {
+        dst[..4].copy_from_slice(&b[..4]);
+        dst[n - 4..n].copy_from_slice(&b[n - 4..]);
+    }
+    out.truncate(at + n);
+}
+
 /// Appends `s` as a JSON string.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');
-    // Most values need no escaping: find the first byte that does, a word at a time.
-    let mut clean = 0;
-    while clean + 8 <= b.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&b[clean..clean + 8]);
-        if word_needs_escape(u64::from_le_bytes(word)) {
-            break;
-        }
-        clean += 8;
+    if is_clean(b) {
+        put(out, b);
+    } else {
+        write_escaped(out, b);
     }
-    out.extend_from_slice(&b[..clean]);
-    let mut start = clean;
-    for (i, &c) in b.iter().enumerate().skip(clean) {
+    out.push(b'"');
+}
+
+/// The body of a JSON string that needs escaping.
+#[cold]
+fn write_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
         if c >= 0x20 && c != b'"' && c != b'\\' {
             continue;
         }
@@ -109,16 +169,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&b[start..]);
-    out.push(b'"');
 }
 
-/// Writes `"key":` for a key known to need no escaping.
-#[inline]
+/// Writes `"key":` for a key known to need no escaping. Inlined where `key` is a
+/// constant, so the copy is too.
+#[inline(always)]
 fn write_plain_key(out: &mut Vec<u8>, key: &str) {
-    debug_assert!(
-        !key.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'),
-        "key {key:?} needs escaping"
-    );
+    debug_assert!(is_clean(key.as_bytes()), "key {key:?} needs escaping");
     out.reserve(key.len() + 3);
     out.push(b'"');
     out.extend_from_slice(key.as_bytes());
@@ -136,6 +193,8 @@ pub struct ObjectWriter<'o> {
     depth: usize,
     /// Of those, objects written (a field landed in them).
     written: usize,
+    /// The innermost written object has a member already: the next one takes a comma.
+    comma: bool,
 }
 
 impl<'o> ObjectWriter<'o> {
@@ -147,16 +206,12 @@ impl<'o> ObjectWriter<'o> {
             keys: [""; MAX_DEPTH],
             depth: 0,
             written: 0,
-        }
-    }
-
-    fn comma(&mut self) {
-        if self.out.last() != Some(&b'{') {
-            self.out.push(b',');
+            comma: false,
         }
     }
 
     /// Begins the nested object `key`; it appears only if a field is written in it.
+    #[inline]
     pub fn begin(&mut self, key: &'static str) {
         debug_assert!(
             self.depth < MAX_DEPTH,
@@ -167,29 +222,46 @@ impl<'o> ObjectWriter<'o> {
     }
 
     /// Ends the innermost object begun.
+    #[inline]
     pub fn end(&mut self) {
         debug_assert!(self.depth > 0, "end() without begin()");
         if self.written == self.depth {
             self.out.push(b'}');
             self.written -= 1;
+            self.comma = true;
         }
         self.depth -= 1;
     }
 
+    /// Opens the objects begun but not yet written, then places the comma a member needs.
+    #[inline(always)]
+    fn next_member(&mut self) {
+        if self.written < self.depth {
+            self.open_pending();
+        }
+        if self.comma {
+            self.out.push(b',');
+        }
+        self.comma = true;
+    }
+
     fn open_pending(&mut self) {
         while self.written < self.depth {
-            self.comma();
+            if self.comma {
+                self.out.push(b',');
+            }
             write_plain_key(self.out, self.keys[self.written]);
             self.out.push(b'{');
             self.written += 1;
+            self.comma = false;
         }
-        self.comma();
     }
 
     /// Writes `key: value` in the innermost object; `key` is one of the schema's names,
     /// which need no escaping.
+    #[inline(always)]
     pub fn field(&mut self, key: &'static str, value: impl JsonValue) {
-        self.open_pending();
+        self.next_member();
         write_plain_key(self.out, key);
         value.write_json(self.out);
     }
@@ -201,13 +273,13 @@ impl<'o> ObjectWriter<'o> {
         if raw.is_empty() {
             return;
         }
-        self.open_pending();
+        self.next_member();
         self.out.extend_from_slice(raw);
     }
 
     /// Writes `key: value` with a key from the input (an operator or JSON key), escaped.
     pub fn field_escaped(&mut self, key: &str, value: impl JsonValue) {
-        self.open_pending();
+        self.next_member();
         write_str(self.out, key);
         self.out.push(b':');
         value.write_json(self.out);
@@ -295,6 +367,24 @@ mod tests {
                     want,
                     "byte {b:#x} at {pos}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn clean_check_and_copy_see_every_byte_at_every_length() {
+        for n in 0..40usize {
+            let plain: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(is_clean(&plain), "length {n}");
+            let mut out = b"x".to_vec();
+            put(&mut out, &plain);
+            assert_eq!(&out[1..], &plain[..], "length {n}");
+            for pos in 0..n {
+                for bad in [b'"', b'\\', 0x1f, 0] {
+                    let mut b = plain.clone();
+                    b[pos] = bad;
+                    assert!(!is_clean(&b), "length {n}, {bad:#x} at {pos}");
+                }
             }
         }
     }
