@@ -58,16 +58,16 @@ pub struct DocBatch {
     pub start: u64,
     /// Settled range end.
     pub end: u64,
-    /// NDJSON documents.
+    /// NDJSON documents; for the Elasticsearch sink, each after its `_bulk` action line,
+    /// so that a run of them is one slice of a bulk body.
     pub docs: Vec<u8>,
     /// Lines in the batch.
     pub count: u64,
     /// In-flight bytes to return on acknowledgement.
     pub reserved: usize,
-    /// For the Elasticsearch sink, each document's `_bulk` action, in order; empty otherwise.
-    pub actions: Vec<u8>,
-    /// For the Elasticsearch sink, where each document (with its newline) and its action
-    /// end in `docs` and `actions`; each starts where the one before ends.
+    /// For the Elasticsearch sink, per document: where its action ends (and the document
+    /// starts) and where the document ends, newline included, in `docs`; each action starts
+    /// where the document before ends. Empty otherwise.
     pub ends: Vec<(u32, u32)>,
 }
 

@@ -26,14 +26,16 @@ use crate::config::EsSettings;
 use crate::sink::{DocBatch, Input};
 use crate::stats::{self, Counters};
 
-/// One document on its way: ranges into its line batch's buffers, no copy.
+/// One document on its way: ranges into its line batch's buffer, no copy.
 #[derive(Clone, Copy, Debug)]
 pub struct Doc {
     batch: u64,
-    /// The document and its newline, in the batch's `docs`.
-    doc: (u32, u32),
-    /// Its action line, in the batch's `actions`.
-    action: (u32, u32),
+    /// Where its action starts in the batch's `docs`.
+    start: u32,
+    /// Where the document itself starts (its action ends).
+    doc: u32,
+    /// Where the document and its newline end.
+    end: u32,
 }
 
 /// Where the sink stands.
@@ -57,14 +59,15 @@ impl State<'_> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let (mut doc, mut action) = (0u32, 0u32);
-        for &(d, a) in &batch.ends {
+        let mut start = 0u32;
+        for &(doc, end) in &batch.ends {
             self.queue.push_back(Doc {
                 batch: seq,
-                doc: (doc, d),
-                action: (action, a),
+                start,
+                doc,
+                end,
             });
-            (doc, action) = (d, a);
+            start = end;
         }
         let n = batch.ends.len();
         self.pending.insert(seq, (batch, n));
@@ -75,7 +78,7 @@ impl State<'_> {
         let doc = self
             .pending
             .get(&d.batch)
-            .and_then(|(b, _)| b.docs.get(d.doc.0 as usize..d.doc.1 as usize))
+            .and_then(|(b, _)| b.docs.get(d.doc as usize..d.end as usize))
             .unwrap_or_default();
         doc.strip_suffix(b"\n").unwrap_or(doc)
     }
@@ -102,26 +105,43 @@ impl State<'_> {
     }
 
     /// Writes documents from the front of the queue, each after its action, into a bulk
-    /// body, within the bounds (`max_bytes` uncompressed).
+    /// body, within the bounds (`max_bytes` uncompressed). Documents that lie one after the
+    /// other in their batch go in as one slice: each call into the compressor costs.
     fn fill(&mut self, body: &mut impl Write, max_docs: usize, max_bytes: usize) -> Vec<Doc> {
-        let range = |(a, z): (u32, u32)| a as usize..z as usize;
         let mut docs = Vec::new();
         let mut bytes = 0;
+        // The run being gathered: batch, start, end.
+        let mut run: Option<(u64, u32, u32)> = None;
+        let pending = &self.pending;
+        let mut flush = |run: Option<(u64, u32, u32)>| {
+            let Some((batch, start, end)) = run else {
+                return;
+            };
+            if let Some((b, _)) = pending.get(&batch) {
+                let text = b.docs.get(start as usize..end as usize).unwrap_or_default();
+                // Writing into memory cannot fail.
+                let _ = body.write_all(text);
+            }
+        };
         while let Some(doc) = self.queue.pop_front() {
-            let size = (doc.doc.1 - doc.doc.0 + doc.action.1 - doc.action.0) as usize;
+            let size = (doc.end - doc.start) as usize;
             if !docs.is_empty() && (docs.len() >= max_docs || bytes + size > max_bytes) {
                 self.queue.push_front(doc);
                 break;
             }
-            if let Some((b, _)) = self.pending.get(&doc.batch) {
-                let action = b.actions.get(range(doc.action)).unwrap_or_default();
-                let text = b.docs.get(range(doc.doc)).unwrap_or_default();
-                // Writing into memory cannot fail.
-                let _ = body.write_all(action).and_then(|()| body.write_all(text));
-            }
+            run = match run {
+                Some((batch, start, end)) if batch == doc.batch && end == doc.start => {
+                    Some((batch, start, doc.end))
+                }
+                other => {
+                    flush(other);
+                    Some((doc.batch, doc.start, doc.end))
+                }
+            };
             bytes += size;
             docs.push(doc);
         }
+        flush(run);
         docs
     }
 }
@@ -134,16 +154,9 @@ fn body(st: &mut State<'_>, cfg: &EsSettings, max_bytes: usize) -> (Vec<u8>, Vec
         let docs = st.fill(&mut body, cfg.max_batch_docs, max_bytes);
         return (body, docs);
     }
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    // Actions and documents are a few hundred bytes to a few kilobytes; each call into the
-    // compressor has a fixed cost, so they go in by the window's worth (7% of its time).
-    let mut staged = std::io::BufWriter::with_capacity(32 << 10, gz);
-    let docs = st.fill(&mut staged, cfg.max_batch_docs, max_bytes);
-    let body = staged
-        .into_inner()
-        .ok()
-        .and_then(|gz| gz.finish().ok())
-        .unwrap_or_default();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let docs = st.fill(&mut gz, cfg.max_batch_docs, max_bytes);
+    let body = gz.finish().unwrap_or_default();
     (body, docs)
 }
 
