@@ -9,7 +9,9 @@ pub fn ip_port(addr: &str) -> Option<(&str, u16)> {
         let (ip, port) = rest.split_once("]:")?;
         (ip, port)
     } else {
-        addr.rsplit_once(':')?
+        // The port is the last few bytes: a backward byte loop beats `memrchr`'s set-up.
+        let colon = addr.bytes().rposition(|b| b == b':')?;
+        (&addr[..colon], &addr[colon + 1..])
     };
     let port = port.parse().ok()?;
     is_ip(host).then_some((host, port))
@@ -45,10 +47,8 @@ fn is_ipv4(s: &str) -> bool {
 
 /// True when `s` is an IP address (v4 or v6, without port).
 pub fn is_ip(s: &str) -> bool {
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return is_ipv4(s);
-    }
-    s.parse::<IpAddr>().is_ok()
+    // Every IPv6 address has a colon, no IPv4 address has one.
+    is_ipv4(s) || (s.contains(':') && s.parse::<IpAddr>().is_ok())
 }
 
 /// Host and optional port of an HTTP authority: `httpbin:8000`, `[::1]:8080`, `example.com`.
@@ -100,6 +100,11 @@ mod tests {
         #[test]
         fn ipv4_agrees_with_std(s in "[0-9.]{0,16}") {
             proptest::prop_assert_eq!(is_ipv4(&s), s.parse::<std::net::Ipv4Addr>().is_ok(), "{}", s);
+        }
+
+        #[test]
+        fn ip_agrees_with_std(s in "[0-9a-f.:]{0,24}") {
+            proptest::prop_assert_eq!(is_ip(&s), s.parse::<IpAddr>().is_ok(), "{}", s);
         }
     }
 

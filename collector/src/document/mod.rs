@@ -394,8 +394,8 @@ pub fn access(
     w.begin("url");
     if let Some(path) = f.get(Field::Path) {
         w.field("original", path);
-        let (p, q) = match path.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
+        let (p, q) = match memchr::memchr(b'?', path.as_bytes()) {
+            Some(i) => (&path[..i], Some(&path[i + 1..])),
             None => (path, None),
         };
         w.field("path", p);

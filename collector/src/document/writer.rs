@@ -131,7 +131,7 @@ fn put(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Appends `s` as a JSON string.
-#[inline]
+#[inline(always)]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
