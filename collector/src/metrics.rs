@@ -527,10 +527,12 @@ impl Metrics {
                 &t.rate_limited[d],
             );
             if !t.durations[d].is_empty() {
-                let h = self.duration.with_label_values(&base);
+                // Observed locally without atomics, then added to the shared histogram once.
+                let h = self.duration.with_label_values(&base).local();
                 for v in &t.durations[d] {
                     h.observe(*v);
                 }
+                h.flush();
             }
         }
         for ((d, kind, policy), n) in &t.authz {
