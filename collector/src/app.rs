@@ -21,7 +21,7 @@ use crate::ack::{Acks, Budget};
 use crate::admin::{self, Health};
 use crate::checkpoint::Store;
 use crate::config::{Config, Settings};
-use crate::document::{Host, parse_event_id};
+use crate::document::{EventIds, Host, parse_event_id};
 use crate::k8s::Kube;
 use crate::metrics::{self, Metrics, Source, Tally};
 use crate::pipeline::{FileContext, LineProcessor, Options};
@@ -449,7 +449,10 @@ fn render(
         path: Some(&file.path),
         kube: Some(&file.kube),
         pod: view.as_ref(),
-        fingerprint: file.fingerprint.get().copied(),
+        ids: file
+            .fingerprint
+            .get()
+            .map(|fp| EventIds::new(enrich.host.id_prefix(), *fp)),
         host: Some(&enrich.host),
         role,
         peers: enrich

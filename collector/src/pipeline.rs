@@ -77,8 +77,8 @@ pub struct FileContext<'a> {
     pub kube: Option<&'a PathMeta>,
     /// The pod, when the Kubernetes source knows it.
     pub pod: Option<&'a PodView>,
-    /// The file's fingerprint (for `event.id`).
-    pub fingerprint: Option<u64>,
+    /// The `event.id`s of the file's lines, once its fingerprint is known.
+    pub ids: Option<document::EventIds>,
     /// The node and cluster.
     pub host: Option<&'a Host>,
     /// The proxy role of the container.
@@ -162,10 +162,7 @@ impl LineProcessor {
             peers: ctx.peers,
             pre: ctx.pre,
             host,
-            id: match (host, ctx.fingerprint) {
-                (Some(h), Some(fp)) => Some(document::event_id(h.id_prefix(), fp, line.offset)),
-                _ => None,
-            },
+            id: ctx.ids.map(|ids| ids.at(line.offset)),
         };
         self.stats.truncated += u64::from(line.truncated_bytes > 0);
         self.stats.invalid_utf8 += u64::from(invalid_utf8);

@@ -64,6 +64,33 @@ pub fn event_id(prefix: u32, fingerprint: u64, offset: u64) -> [u8; EVENT_ID_LEN
     out
 }
 
+/// The [`event_id`]s of one file read on one host: the first 24 digits are the same for
+/// every line, so they are written once.
+#[derive(Clone, Copy, Debug)]
+pub struct EventIds {
+    head: [u8; EVENT_ID_LEN],
+}
+
+impl EventIds {
+    /// Ids of the file with `fingerprint`, read on the host with `prefix` ([`Host::id_prefix`]).
+    pub fn new(prefix: u32, fingerprint: u64) -> EventIds {
+        EventIds {
+            head: event_id(prefix, fingerprint, 0),
+        }
+    }
+
+    /// The id of the line at `offset`: the same as [`event_id`].
+    #[inline]
+    pub fn at(&self, offset: u64) -> [u8; EVENT_ID_LEN] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = self.head;
+        for (i, d) in out[24..].iter_mut().enumerate() {
+            *d = HEX[((offset >> (4 * (11 - i))) & 0xf) as usize];
+        }
+        out
+    }
+}
+
 /// Reads the fingerprint and offset back out of an [`event_id`].
 pub fn parse_event_id(id: &str) -> Option<(u64, u64)> {
     if id.len() != EVENT_ID_LEN || !id.is_ascii() {
@@ -902,6 +929,17 @@ mod tests {
                 .unwrap()
                 .contains("%RESPONSE_CODE%")
         );
+    }
+
+    #[test]
+    fn per_file_ids_equal_event_ids() {
+        let ids = EventIds::new(0xdead_beef, 0x0123_4567_89ab_cdef);
+        for offset in [0, 1, 0xabc, 0xfff_ffff_ffff, 0x1234_5678_9abc] {
+            assert_eq!(
+                ids.at(offset),
+                event_id(0xdead_beef, 0x0123_4567_89ab_cdef, offset)
+            );
+        }
     }
 
     #[test]

@@ -633,6 +633,11 @@ impl Tailer {
         }
 
         let mut batch = LineBatch::empty(t.meta.clone(), t.sent_to);
+        // Sized once: bodies and times fit in the block, and a line ends at each newline.
+        batch.data.reserve_exact(block.len());
+        batch
+            .lines
+            .reserve_exact(memchr::memchr_iter(b'\n', &block).count());
         let mut pos = 0;
         while let Some(nl) = memchr::memchr(b'\n', &block[pos..]) {
             let line_start = t.carry_start + pos as u64;
