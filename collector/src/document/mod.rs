@@ -454,7 +454,8 @@ pub fn access(
     let xff = f.get(Field::XForwardedFor);
     if let Some(ip) = xff.and_then(addr::first_forwarded_ip).or(source_ip) {
         w.begin("client");
-        w.field("ip", ip);
+        // Checked to be an IP: nothing to escape.
+        w.field("ip", Preformatted(ip.as_bytes()));
         w.end();
     }
     if let Some(ua) = f.get(Field::UserAgent) {
@@ -507,11 +508,15 @@ fn address<'a>(
     let mut ip = None;
     w.begin(group);
     if let Some(a) = raw {
-        w.field("address", a);
-        if let Some((i, p)) = addr::ip_port(a) {
-            w.field("ip", i);
-            w.field("port", p);
-            ip = Some(i);
+        match addr::ip_port(a) {
+            // An IP and a port are hex digits, dots, colons and brackets: nothing to escape.
+            Some((i, p)) => {
+                w.field("address", Preformatted(a.as_bytes()));
+                w.field("ip", Preformatted(i.as_bytes()));
+                w.field("port", p);
+                ip = Some(i);
+            }
+            None => w.field("address", a),
         }
     }
     if let Some(b) = bytes {

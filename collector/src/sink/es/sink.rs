@@ -8,7 +8,7 @@
 //! documents are settled, so the checkpoint never passes a document Elasticsearch has not
 //! answered for.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -43,8 +43,9 @@ struct State<'a> {
     acks: &'a Acks,
     budget: &'a Budget,
     counters: &'a Counters,
-    /// Line batches not fully settled: seq → (batch, documents left).
-    pending: HashMap<u64, (DocBatch, usize)>,
+    /// Line batches not fully settled: seq → (batch, documents left). A few dozen at most,
+    /// looked up once per document: a B-tree of integers beats hashing them.
+    pending: BTreeMap<u64, (DocBatch, usize)>,
     queue: VecDeque<Doc>,
     next_seq: u64,
 }
@@ -251,7 +252,7 @@ pub fn run(
         acks,
         budget,
         counters,
-        pending: HashMap::new(),
+        pending: BTreeMap::new(),
         queue: VecDeque::new(),
         next_seq: 0,
     };
