@@ -41,16 +41,17 @@ pub const PASSTHROUGH: &str = "PassthroughCluster";
 /// Decodes `direction|port|subset|host`; `None` for other names (`BlackHoleCluster`,
 /// non-Istio clusters).
 pub fn decode(name: &str) -> Option<IstioCluster<'_>> {
-    let mut parts = name.split('|');
-    let direction = match parts.next()? {
-        "inbound" => Direction::Inbound,
-        "outbound" => Direction::Outbound,
-        _ => return None,
+    let (direction, rest) = if let Some(rest) = name.strip_prefix("outbound|") {
+        (Direction::Outbound, rest)
+    } else if let Some(rest) = name.strip_prefix("inbound|") {
+        (Direction::Inbound, rest)
+    } else {
+        return None;
     };
-    let port = parts.next()?;
-    let subset = parts.next()?;
-    let host = parts.next()?;
-    if parts.next().is_some() {
+    // Port and subset are short: a byte loop finds their ends sooner than a searcher.
+    let (port, rest) = split_bar(rest)?;
+    let (subset, host) = split_bar(rest)?;
+    if host.as_bytes().contains(&b'|') {
         return None;
     }
     Some(IstioCluster {
@@ -63,6 +64,12 @@ pub fn decode(name: &str) -> Option<IstioCluster<'_>> {
         subset: non_empty(subset),
         host: non_empty(host),
     })
+}
+
+/// The text before the first `|` and the text after it.
+fn split_bar(s: &str) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == b'|')?;
+    Some((&s[..at], &s[at + 1..]))
 }
 
 fn non_empty(s: &str) -> Option<&str> {
