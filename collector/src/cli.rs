@@ -88,7 +88,7 @@ enum Command {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    crate::memory::limit_arenas();
+    crate::memory::tune_allocator();
     // One TLS provider for the process: the Elasticsearch and Kubernetes clients share it.
     crate::sink::es::connect::install_crypto_provider();
     let cli = Cli::parse();
