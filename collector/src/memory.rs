@@ -11,7 +11,7 @@
 /// - Buffers up to 4 MiB from the heap (`M_MMAP_THRESHOLD`), and up to 16 MiB of free heap
 ///   kept (`M_TRIM_THRESHOLD`): otherwise each buffer is a fresh mapping whose pages fault
 ///   in as they are written and go back to the kernel when freed (3% of the agent's CPU in
-///   that benchmark, for 1–2 MiB more RSS).
+///   that benchmark, for 2–5 MiB more peak RSS).
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     for (variable, parameter, value) in [

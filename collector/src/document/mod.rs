@@ -51,17 +51,21 @@ pub const EVENT_ID_LEN: usize = 36;
 /// again after a restart gets the same id, two identical lines at different offsets never
 /// do; the Elasticsearch sink writes it as `_id` with `create`.
 pub fn event_id(prefix: u32, fingerprint: u64, offset: u64) -> [u8; EVENT_ID_LEN] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; EVENT_ID_LEN];
-    let mut put = |at: usize, digits: usize, v: u64| {
-        for i in 0..digits {
-            out[at + i] = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
-        }
-    };
-    put(0, 8, u64::from(prefix));
-    put(8, 16, fingerprint);
-    put(24, 12, offset);
+    hex_into(&mut out[..8], u64::from(prefix));
+    hex_into(&mut out[8..24], fingerprint);
+    hex_into(&mut out[24..], offset);
     out
+}
+
+/// Writes the low `dst.len()` hex digits of `v` into `dst`, most significant first.
+#[inline]
+fn hex_into(dst: &mut [u8], v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = dst.len();
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+    }
 }
 
 /// The [`event_id`]s of one file read on one host: the first 24 digits are the same for
@@ -82,11 +86,8 @@ impl EventIds {
     /// The id of the line at `offset`: the same as [`event_id`].
     #[inline]
     pub fn at(&self, offset: u64) -> [u8; EVENT_ID_LEN] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = self.head;
-        for (i, d) in out[24..].iter_mut().enumerate() {
-            *d = HEX[((offset >> (4 * (11 - i))) & 0xf) as usize];
-        }
+        hex_into(&mut out[24..], offset);
         out
     }
 }
