@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use meshtrail_tests::agent::Agent;
 use meshtrail_tests::es_server::{EsServer, Faults};
-use meshtrail_tests::eventually;
 use meshtrail_tests::k8s_server::{K8sFaults, K8sServer, PodSpec};
 use meshtrail_tests::node::{Node, Writer};
 
@@ -149,12 +148,33 @@ fn rotation_faults_kills_and_an_api_outage_lose_and_duplicate_nothing() {
     k8s.set_faults(K8sFaults::default());
     let agent = agent.unwrap_or_else(|| Agent::start(&config));
     let total: u64 = written.iter().map(|(_, n)| n).sum();
-    eventually(
-        Duration::from_secs(180),
-        &format!("{total} lines in Elasticsearch"),
-        || es.request_ids("logs-meshtrail").len() as u64 >= total,
-    );
-    assert_eq!(agent.terminate(), 0);
+    // Wait for every line; if they do not all come, the checks below say which are missing.
+    let waited = Instant::now();
+    while (es.request_ids("logs-meshtrail").len() as u64) < total
+        && waited.elapsed() < Duration::from_secs(180)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if (es.request_ids("logs-meshtrail").len() as u64) < total {
+        // What every agent run said of files, for the report below.
+        println!("seed {seed}: not all lines after 180 s; what the agent runs logged of files:");
+        let mut logs: Vec<_> = std::fs::read_dir(&node.root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        for path in logs {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for l in text.lines().filter(|l| !l.contains("meshtrail::k8s")) {
+                println!("  {}: {l}", path.file_name().unwrap().to_string_lossy());
+            }
+        }
+        drop(agent);
+    } else {
+        assert_eq!(agent.terminate(), 0);
+    }
     let stored = es.request_ids("logs-meshtrail");
     for (name, n) in &written {
         let lost: Vec<u64> = (0..*n)
