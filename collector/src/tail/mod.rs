@@ -755,8 +755,14 @@ impl Tailer {
         let mut i = 0;
         while i < self.files.len() {
             let t = &mut self.files[i];
-            let finished =
-                (t.gone || t.reader.unlinked()) && t.at_eof && t.last_growth.elapsed() >= wait;
+            let rotated = t.gone || t.reader.unlinked();
+            // `at_eof` is what this file's last read found, and reading another file may have
+            // waited on the in-flight budget for seconds since: the file may have grown, then
+            // been renamed and unlinked, meanwhile. Its descriptor still tells its size.
+            if rotated && t.at_eof && t.reader.size().is_some_and(|size| size > t.reader.offset) {
+                t.at_eof = false;
+            }
+            let finished = rotated && t.at_eof && t.last_growth.elapsed() >= wait;
             if !finished {
                 i += 1;
                 continue;
