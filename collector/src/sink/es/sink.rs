@@ -155,10 +155,9 @@ fn body(st: &mut State<'_>, cfg: &EsSettings, max_bytes: usize) -> (Vec<u8>, Vec
         let docs = st.fill(&mut body, cfg.max_batch_docs, max_bytes);
         return (body, docs);
     }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut gz = super::gzip::Gzip::new(Vec::new());
     let docs = st.fill(&mut gz, cfg.max_batch_docs, max_bytes);
-    let body = gz.finish().unwrap_or_default();
-    (body, docs)
+    (gz.finish(), docs)
 }
 
 fn now_rfc3339() -> String {
