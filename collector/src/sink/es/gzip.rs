@@ -21,6 +21,8 @@ const MAX_MATCH: usize = 258;
 const MIN_MATCH: usize = 4;
 /// Slots of the hash table: positions of the last 7-byte sequence hashing to each.
 const HASH_BITS: u32 = 16;
+/// Input compressed, then summed, at a time: small enough to stay in the core's cache.
+const PIECE: usize = 64 * 1024;
 
 /// A gzip stream being written into a `Vec`: [`Write`] appends uncompressed bytes,
 /// [`Gzip::finish`] ends the stream and returns it. Matches are found within each `write`
@@ -102,14 +104,15 @@ impl Gzip {
         }
     }
 
-    fn compress(&mut self, s: &[u8]) {
-        let base = self.len as u32;
+    /// Compresses `s[start..]` from `start` until at least `to`, matches reaching back to
+    /// the start of `s` (`s[0]` is input position `base`); returns where it stopped.
+    fn compress(&mut self, s: &[u8], base: u32, start: usize, to: usize) -> usize {
         let n = s.len();
-        let mut i = 0;
+        let mut i = start;
         // Start of the literals not yet written.
-        let mut pending = 0;
+        let mut pending = start;
         // Each position reads 8 bytes for its hash; the last 7 go as literals.
-        while i + 8 <= n {
+        while i < to && i + 8 <= n {
             let word = load64(s, i);
             let slot =
                 ((word << 8).wrapping_mul(0x9E37_79B1_7F4A_7C15) >> (64 - HASH_BITS)) as usize;
@@ -134,14 +137,24 @@ impl Gzip {
                 i += 1;
             }
         }
-        self.literals(&s[pending..]);
+        if i + 8 > n {
+            i = n;
+        }
+        self.literals(&s[pending..i]);
+        i
     }
 }
 
 impl Write for Gzip {
     fn write(&mut self, s: &[u8]) -> io::Result<usize> {
-        self.crc.update(s);
-        self.compress(s);
+        // A cache-sized piece at a time, compressed then summed while it is still cached.
+        let base = self.len as u32;
+        let mut done = 0;
+        while done < s.len() {
+            let next = self.compress(s, base, done, (done + PIECE).min(s.len()));
+            self.crc.update(&s[done..next]);
+            done = next;
+        }
         self.len += s.len() as u64;
         Ok(s.len())
     }
