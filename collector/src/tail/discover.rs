@@ -2,9 +2,13 @@
 //! the rotated siblings of files the checkpoint still owes bytes of.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use glob::Pattern;
+
+use super::identity::DevIno;
 
 /// A file found by the patterns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,11 +19,41 @@ pub struct Found {
     pub target: PathBuf,
 }
 
+/// A file a scan found, with what the scan's one look at it said.
+#[derive(Clone, Debug)]
+pub struct Scanned {
+    /// Where it is.
+    pub found: Found,
+    /// The file's device and inode.
+    pub dev_ino: DevIno,
+    /// Its size.
+    pub size: u64,
+}
+
 /// Compiled include and exclude patterns.
 #[derive(Debug)]
 pub struct Patterns {
     include: Vec<String>,
     exclude: Vec<Pattern>,
+    /// Where each path matched by the last scan led, and what was at the path then.
+    /// Resolving walks every component of the link and of its target (a dozen system calls
+    /// for a kubelet path), for every file at every scan: most of an idle agent's CPU on a
+    /// node with a thousand containers. A path is resolved again when what is at it was
+    /// replaced, and every path every [`RESOLVE_AGAIN`] (a directory on the way may have
+    /// been moved).
+    resolved: HashMap<PathBuf, (Identity, PathBuf)>,
+    resolved_since: Instant,
+}
+
+/// How long a path's resolution is trusted while the link at it stays the same.
+pub const RESOLVE_AGAIN: Duration = Duration::from_secs(60);
+
+/// What is at a path, without following it: a link re-created there differs.
+type Identity = (u64, u64, i64, i64);
+
+fn identity(path: &Path) -> Option<Identity> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 impl Patterns {
@@ -35,6 +69,8 @@ impl Patterns {
         Ok(Patterns {
             include: include.to_vec(),
             exclude,
+            resolved: HashMap::new(),
+            resolved_since: Instant::now(),
         })
     }
 
@@ -52,31 +88,73 @@ impl Patterns {
 
     /// Every regular file the patterns match now, keyed by target (one entry per file even
     /// when two links lead to it).
-    pub fn scan(&self) -> Vec<Found> {
-        let mut found: HashMap<PathBuf, Found> = HashMap::new();
+    pub fn scan(&mut self) -> Vec<Scanned> {
+        if self.resolved_since.elapsed() >= RESOLVE_AGAIN {
+            self.resolved.clear();
+            self.resolved_since = Instant::now();
+        }
+        let mut resolved = HashMap::with_capacity(self.resolved.len());
+        let mut found: HashMap<PathBuf, Scanned> = HashMap::new();
         for pattern in &self.include {
-            let Ok(paths) = glob::glob(pattern) else {
-                continue;
-            };
-            for path in paths.flatten() {
+            for path in matches(pattern) {
                 if self.excluded(&path) {
                     continue;
                 }
-                let Ok(target) = std::fs::canonicalize(&path) else {
+                let Some(here) = identity(&path) else {
                     continue;
                 };
-                if self.excluded(&target) || !target.is_file() {
+                let target = match self.resolved.remove(&path) {
+                    Some((was, target)) if was == here => target,
+                    _ => match std::fs::canonicalize(&path) {
+                        Ok(target) => target,
+                        Err(_) => continue,
+                    },
+                };
+                resolved.insert(path.clone(), (here, target.clone()));
+                if self.excluded(&target) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&target) else {
+                    continue;
+                };
+                if !meta.is_file() {
                     continue;
                 }
                 let link = (target != path).then_some(path);
-                found
-                    .entry(target.clone())
-                    .or_insert(Found { link, target });
+                found.entry(target.clone()).or_insert(Scanned {
+                    found: Found { link, target },
+                    dev_ino: DevIno::of(&meta),
+                    size: meta.len(),
+                });
             }
         }
-        let mut v: Vec<Found> = found.into_values().collect();
-        v.sort_by(|a, b| a.target.cmp(&b.target));
+        self.resolved = resolved;
+        let mut v: Vec<Scanned> = found.into_values().collect();
+        v.sort_by(|a, b| a.found.target.cmp(&b.found.target));
         v
+    }
+}
+
+/// The paths `pattern` matches. A pattern whose directory has no wildcard (the kubelet's
+/// `/var/log/containers/*.log`) is matched against the directory's names, which costs one
+/// listing; `glob` would also look at every file it lists.
+fn matches(pattern: &str) -> Vec<PathBuf> {
+    let name = Path::new(pattern).file_name().and_then(|n| n.to_str());
+    if let (Some(dir), Some(Ok(name))) =
+        (super::watch::pattern_dir(pattern), name.map(Pattern::new))
+    {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        return entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| name.matches(n)))
+            .map(|e| e.path())
+            .collect();
+    }
+    match glob::glob(pattern) {
+        Ok(paths) => paths.flatten().collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -117,7 +195,7 @@ mod tests {
         std::fs::write(pods.join("0.log.20240101-000000.gz"), "x").unwrap();
         std::os::unix::fs::symlink(pods.join("0.log"), containers.join("pod_ns_c-1.log")).unwrap();
         std::os::unix::fs::symlink(pods.join("0.log"), containers.join("skip_ns_c-2.log")).unwrap();
-        let p = Patterns::new(
+        let mut p = Patterns::new(
             &[format!("{}/containers/*.log", root.display())],
             &[format!("{}/containers/skip_*", root.display())],
         )
@@ -125,12 +203,25 @@ mod tests {
         let found = p.scan();
         assert_eq!(found.len(), 1);
         assert_eq!(
-            found[0].link.as_deref(),
+            found[0].found.link.as_deref(),
             Some(containers.join("pod_ns_c-1.log").as_path())
         );
         assert_eq!(
-            found[0].target,
+            found[0].found.target,
             std::fs::canonicalize(pods.join("0.log")).unwrap()
+        );
+        assert_eq!(found[0].size, 2);
+        // A link re-created to lead elsewhere is resolved again, not taken from the last scan.
+        let other = root.join("pods/ns_pod_uid/d");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("0.log"), "y\n").unwrap();
+        std::fs::remove_file(containers.join("pod_ns_c-1.log")).unwrap();
+        std::os::unix::fs::symlink(other.join("0.log"), containers.join("pod_ns_c-1.log")).unwrap();
+        let again = p.scan();
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            again[0].found.target,
+            std::fs::canonicalize(other.join("0.log")).unwrap()
         );
         assert_eq!(
             rotated_siblings(&pods.join("0.log")),

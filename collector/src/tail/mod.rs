@@ -346,24 +346,34 @@ impl Tailer {
         }
         let found = self.opts.patterns.scan();
         let mut present: HashMap<DevIno, ()> = HashMap::new();
-        for f in &found {
-            let Ok(meta) = std::fs::metadata(&f.target) else {
-                continue;
-            };
-            let di = DevIno::of(&meta);
+        // The tracked files by identity (a scan looks up every file found: a thousand).
+        let mut tracked: HashMap<DevIno, Vec<usize>> = HashMap::new();
+        for (i, t) in self.files.iter().enumerate() {
+            tracked.entry(t.reader.dev_ino).or_default().push(i);
+        }
+        for scanned in &found {
+            let (f, di) = (&scanned.found, scanned.dev_ino);
             present.insert(di, ());
-            if self.files.iter().any(|t| t.reader.dev_ino == di && !t.gone) {
+            let same = tracked.get(&di).map(Vec::as_slice).unwrap_or_default();
+            if same.iter().any(|&i| !self.files[i].gone) {
                 continue;
             }
-            if let Some(t) = self.files.iter_mut().find(|t| t.reader.dev_ino == di) {
-                t.gone = false;
+            if let Some(&i) = same.first() {
+                self.files[i].gone = false;
                 continue;
             }
             // A new file at this path: a new container, the first scan, or a rotation.
             // Rotations the agent did not see (it was down, or two came between scans)
             // are among the siblings.
+            let before = self.files.len();
             self.catch_up_siblings(f);
-            self.open(f, first, meta.len());
+            self.open(f, first, scanned.size);
+            for i in before..self.files.len() {
+                tracked
+                    .entry(self.files[i].reader.dev_ino)
+                    .or_default()
+                    .push(i);
+            }
         }
         for t in &mut self.files {
             if !t.gone && !present.contains_key(&t.reader.dev_ino) {
@@ -595,11 +605,13 @@ impl Tailer {
             // Shorter than what was read: truncated. As long, but written to since the last
             // read: written and truncated between two looks (the lines are in a copy).
             let written_since = mtime.is_some() && t.read_mtime.is_some() && mtime > t.read_mtime;
-            let replaced = t.fingerprint.is_none()
-                || t.reader
-                    .head_now()
-                    .is_some_and(|h| fingerprint(&t.target, &h) != t.fingerprint);
-            let rewritten = size == t.reader.offset && written_since && replaced;
+            // The head is read only then: idle files are looked at every turn.
+            let rewritten = size == t.reader.offset
+                && written_since
+                && (t.fingerprint.is_none()
+                    || t.reader
+                        .head_now()
+                        .is_some_and(|h| fingerprint(&t.target, &h) != t.fingerprint));
             let truncated = size < t.reader.offset || rewritten;
             self.block = block;
             if truncated {

@@ -74,22 +74,22 @@ impl FileReader {
         Ok(out)
     }
 
-    /// Appends up to `max` bytes to `buf`; 0 at the current end.
+    /// Appends up to `max` bytes to `buf`; 0 at the current end. On an error nothing is
+    /// appended and the offset stays (the caller reopens there).
     pub fn read_block(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         let start = buf.len();
-        buf.resize(start + max, 0);
-        let n = loop {
-            let r = match &mut self.source {
-                Source::Plain(f) => f.read(&mut buf[start..]),
-                Source::Gzip(g) => g.read(&mut buf[start..]),
-            };
-            match r {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
+        // Into the buffer's spare capacity, which a file read does not zero first: a tailer
+        // polling a thousand idle files would otherwise clear a block for each, each turn.
+        buf.reserve(max);
+        let read = match &mut self.source {
+            Source::Plain(f) => f.take(max as u64).read_to_end(buf),
+            Source::Gzip(g) => (&mut **g).take(max as u64).read_to_end(buf),
         };
-        buf.truncate(start + *n.as_ref().unwrap_or(&0));
-        let n = n?;
+        if let Err(e) = read {
+            buf.truncate(start);
+            return Err(e);
+        }
+        let n = buf.len() - start;
         self.offset += n as u64;
         Ok(n)
     }
