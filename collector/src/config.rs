@@ -87,8 +87,13 @@ pub struct TailConfig {
     /// Where to start in a file found at first start that has no checkpoint: `beginning`
     /// (default) or `end`. Files that appear later are always read from the beginning.
     pub start_at: Option<String>,
-    /// How often to look for new, rotated and grown files, in milliseconds. Default 250.
+    /// How often to look at the files being read for new lines when no inotify event came,
+    /// in milliseconds. Default 250.
     pub poll_interval_ms: Option<u64>,
+    /// How often to look for new and rotated files (a listing of the directories and a look
+    /// at every file matched), in milliseconds; a file created or renamed in a watched
+    /// directory is looked for at once. Default four poll intervals.
+    pub scan_interval_ms: Option<u64>,
     /// How much to read from one file before turning to the next, in bytes. Default 256 KiB.
     pub read_block_bytes: Option<usize>,
     /// Longest line after joining partial records, in bytes; the rest is dropped, counted
@@ -362,8 +367,10 @@ pub struct Settings {
     pub framing: Framing,
     /// Start position for pre-existing files without a checkpoint.
     pub start_at: StartAt,
-    /// Discovery interval.
+    /// How often the files being read are looked at.
     pub poll_interval: Duration,
+    /// How often new and rotated files are looked for.
+    pub scan_interval: Duration,
     /// Fair-share read size.
     pub read_block_bytes: usize,
     /// Line cap.
@@ -601,6 +608,14 @@ impl Config {
                 "tail.poll_interval_ms",
                 poll_ms,
                 "expected 10 to 60000 milliseconds",
+            ));
+        }
+        let scan_ms = t.scan_interval_ms.unwrap_or(4 * poll_ms);
+        if !(poll_ms..=600_000).contains(&scan_ms) {
+            return Err(invalid(
+                "tail.scan_interval_ms",
+                scan_ms,
+                "expected tail.poll_interval_ms to 600000 milliseconds",
             ));
         }
         let read_block_bytes = t.read_block_bytes.unwrap_or(256 << 10);
@@ -951,6 +966,7 @@ impl Config {
             framing,
             start_at,
             poll_interval: Duration::from_millis(poll_ms),
+            scan_interval: Duration::from_millis(scan_ms),
             read_block_bytes,
             max_line_bytes,
             rotate_wait: Duration::from_secs(rotate_wait),
@@ -1102,6 +1118,28 @@ mod tests {
         "workers",
         "invalid type"
     );
+    refused!(
+        scan_more_often_than_poll,
+        "tail:\n  poll_interval_ms: 500\n  scan_interval_ms: 100\n",
+        "`tail.scan_interval_ms`",
+        "100",
+        "tail.poll_interval_ms"
+    );
+
+    #[test]
+    fn scan_interval_defaults_to_four_polls() {
+        let s = settings("tail:\n  poll_interval_ms: 50\n").unwrap();
+        assert_eq!(
+            (s.poll_interval, s.scan_interval),
+            (Duration::from_millis(50), Duration::from_millis(200))
+        );
+        let s = settings("tail:\n  scan_interval_ms: 5000\n").unwrap();
+        assert_eq!(
+            (s.poll_interval, s.scan_interval),
+            (Duration::from_millis(250), Duration::from_secs(5))
+        );
+    }
+
     refused!(
         relative_glob,
         "tail:\n  include: [logs/*.log]\n",

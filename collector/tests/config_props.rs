@@ -19,6 +19,7 @@ const FIELDS: &[&str] = &[
     "tail.framing",
     "tail.start_at",
     "tail.poll_interval_ms",
+    "tail.scan_interval_ms",
     "tail.read_block_bytes",
     "tail.max_line_bytes",
     "tail.rotate_wait_secs",

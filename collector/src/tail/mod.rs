@@ -142,8 +142,10 @@ pub struct TailOptions {
     pub framing: Framing,
     /// Start position for pre-existing files without a checkpoint.
     pub start_at: StartAt,
-    /// Scan interval.
+    /// How often files being read are looked at without an inotify event.
     pub poll_interval: Duration,
+    /// How often new and rotated files are looked for without an inotify event.
+    pub scan_interval: Duration,
     /// Read size.
     pub read_block_bytes: usize,
     /// Line cap.
@@ -166,6 +168,7 @@ impl TailOptions {
             framing: s.framing,
             start_at: s.start_at,
             poll_interval: s.poll_interval,
+            scan_interval: s.scan_interval,
             read_block_bytes: s.read_block_bytes,
             max_line_bytes: s.max_line_bytes,
             rotate_wait: s.rotate_wait,
@@ -255,7 +258,7 @@ impl Tailer {
             if now >= next_scan {
                 self.scan(first);
                 first = false;
-                next_scan = now + self.opts.poll_interval;
+                next_scan = now + self.opts.scan_interval;
             }
             let mut progressed = false;
             for i in 0..self.files.len() {
@@ -274,7 +277,9 @@ impl Tailer {
                     info!("every file read to its end and acknowledged; stopping (--once)");
                     break;
                 }
-                let idle = next_scan.saturating_duration_since(Instant::now());
+                let idle = next_scan
+                    .saturating_duration_since(Instant::now())
+                    .min(self.opts.poll_interval);
                 if self.watch.wait(idle) == Wake::Rescan {
                     next_scan = Instant::now();
                 }
