@@ -1,14 +1,13 @@
 //! `cargo bench -p meshtrail --bench gzip`: the sink's gzip writer against zlib-rs at
 //! level 1 (flate2's `Compression::fast`, what the sink used before) on real bulk bodies:
-//! each line of `shared/bench/gen_istio_cri.py` (100,000, generated once into `target/`
-//! when the shared folder is beside the checkout, else a built-in sample) made into its
-//! document by the agent's own line processor, after its `create` action, in 5 MiB bodies.
+//! each line of the parser benchmarks' input (`parsers/benches/shared/generated.rs`, else
+//! a built-in sample) made into its document by the agent's own line processor, after its
+//! `create` action, in 5 MiB bodies.
 //! Both outputs are inflated once and compared with the input before timing.
 #![allow(clippy::unwrap_used, reason = "bench set-up: a panic is the report")]
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -20,26 +19,17 @@ use meshtrail_parsers::envoy::{Hint, Parser};
 use meshtrail_parsers::frame::{Framing, frame};
 use meshtrail_parsers::partial::Joiner;
 
+#[path = "../../parsers/benches/shared/generated.rs"]
+mod generated;
+use generated::generated_lines;
+
 const SAMPLE: &str = r#"2026-11-22T10:00:00.000000000Z stdout F [2026-11-22T10:00:00.000Z] "GET /payment/v1/charge HTTP/1.1" 200 - via_upstream - "-" 1834 22081 341 339 "10.12.4.9" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" "3d4a7b40-8b1f-4b65-9d3e-1b3b5a6b7c8d" "payment.example.com" "10.44.1.27:8080" outbound|8080||payment-service.default.svc.cluster.local 10.44.0.3:50000 10.44.0.9:8443 10.1.2.3:40312 outbound_.8080_._.payment-service.default.svc.cluster.local default
 2026-11-22T10:00:00.002991000Z stdout F [2026-11-22T10:00:00.002Z] "GET /x HTTP/1.1" 403 - rbac_access_denied_matched_policy[ns[default]-policy[block-suspicious-ips]-rule[0]] - "-" 0 19 0 - "-" "okhttp/4.12.0" "b" "payment.example.com" "-" - - 10.44.0.9:8443 10.1.2.3:40312 - -
 "#;
 
 /// The bulk bodies: `create` action and document per line, cut every 5 MiB.
 fn bodies() -> (Vec<Vec<u8>>, usize) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let generator = root.join("../shared/bench/gen_istio_cri.py");
-    let file = root.join("target/bench-input/istio-100k.log");
-    if !file.exists() && generator.exists() {
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        let ok = Command::new("python3")
-            .arg(&generator)
-            .arg("100000")
-            .arg(&file)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "running {}", generator.display());
-    }
-    let text = std::fs::read(&file).unwrap_or_else(|_| SAMPLE.repeat(5000).into_bytes());
+    let text = generated_lines().unwrap_or_else(|| SAMPLE.repeat(5000).into_bytes());
     let mut processor = LineProcessor::new(
         Arc::new(Parser::auto()),
         Options {

@@ -7,8 +7,6 @@
 #![allow(clippy::unwrap_used, reason = "bench set-up: a panic is the report")]
 
 use std::hint::black_box;
-use std::path::PathBuf;
-use std::process::Command;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use meshtrail_parsers::classify;
@@ -17,26 +15,17 @@ use meshtrail_parsers::frame::{Framing, frame};
 use meshtrail_parsers::partial::Joiner;
 use regex::bytes::Regex;
 
+#[path = "shared/generated.rs"]
+mod generated;
+use generated::generated_lines;
+
 const SAMPLE: &str = r#"2026-11-22T10:00:00.000000000Z stdout F [2026-11-22T10:00:00.000Z] "GET /payment/v1/charge HTTP/1.1" 200 - via_upstream - "-" 1834 22081 341 339 "10.12.4.9" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" "3d4a7b40-8b1f-4b65-9d3e-1b3b5a6b7c8d" "payment.example.com" "10.44.1.27:8080" outbound|8080||payment-service.default.svc.cluster.local 10.44.0.3:50000 10.44.0.9:8443 10.1.2.3:40312 outbound_.8080_._.payment-service.default.svc.cluster.local default
 2026-11-22T10:00:00.001994000Z stdout F [2026-11-22T10:00:00.001Z] "- - -" 0 - - - "-" 1200 443210 4001 - "-" "-" "-" "-" "151.101.65.67:443" outbound|443||api.external-payments.com 10.44.0.3:41122 10.44.0.9:8443 10.1.2.3:40312 api.external-payments.com -
 2026-11-22T10:00:00.002991000Z stdout F [2026-11-22T10:00:00.002Z] "GET /x HTTP/1.1" 403 - rbac_access_denied_matched_policy[ns[default]-policy[block-suspicious-ips]-rule[0]] - "-" 0 19 0 - "-" "okhttp/4.12.0" "b" "payment.example.com" "-" - - 10.44.0.9:8443 10.1.2.3:40312 - -
 "#;
 
 fn input() -> Vec<Vec<u8>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let generator = root.join("../shared/bench/gen_istio_cri.py");
-    let file = root.join("target/bench-input/istio-100k.log");
-    if !file.exists() && generator.exists() {
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        let ok = Command::new("python3")
-            .arg(&generator)
-            .arg("100000")
-            .arg(&file)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "running {}", generator.display());
-    }
-    let text = std::fs::read(&file).unwrap_or_else(|_| SAMPLE.repeat(1000).into_bytes());
+    let text = generated_lines().unwrap_or_else(|| SAMPLE.repeat(1000).into_bytes());
     text.split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .map(<[u8]>::to_vec)
