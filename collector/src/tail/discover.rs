@@ -33,7 +33,7 @@ pub struct Scanned {
 /// Compiled include and exclude patterns.
 #[derive(Debug)]
 pub struct Patterns {
-    include: Vec<String>,
+    include: Vec<Include>,
     exclude: Vec<Pattern>,
     /// Where each path matched by the last scan led, and what was at the path then.
     /// Resolving walks every component of the link and of its target (a dozen system calls
@@ -43,6 +43,47 @@ pub struct Patterns {
     /// been moved).
     resolved: HashMap<PathBuf, (Identity, PathBuf)>,
     resolved_since: Instant,
+}
+
+/// One include pattern, compiled for how it is listed.
+#[derive(Debug)]
+enum Include {
+    /// A directory without wildcards and a pattern for the names in it (the kubelet's
+    /// `/var/log/containers/*.log`): one listing, no look at each file, as `glob` takes.
+    Names { dir: PathBuf, name: Pattern },
+    /// Anything else, for `glob`.
+    Glob(String),
+}
+
+impl Include {
+    fn new(pattern: &str) -> Result<Include, String> {
+        Pattern::new(pattern).map_err(|e| format!("tail.include {pattern:?}: {e}"))?;
+        let name = Path::new(pattern).file_name().and_then(|n| n.to_str());
+        Ok(
+            match (super::watch::pattern_dir(pattern), name.map(Pattern::new)) {
+                (Some(dir), Some(Ok(name))) => Include::Names { dir, name },
+                _ => Include::Glob(pattern.to_owned()),
+            },
+        )
+    }
+
+    /// The paths it matches now.
+    fn matches(&self) -> Vec<PathBuf> {
+        match self {
+            Include::Names { dir, name } => match std::fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| name.matches(n)))
+                    .map(|e| e.path())
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
+            Include::Glob(pattern) => match glob::glob(pattern) {
+                Ok(paths) => paths.flatten().collect(),
+                Err(_) => Vec::new(),
+            },
+        }
+    }
 }
 
 /// How long a path's resolution is trusted while the link at it stays the same.
@@ -59,15 +100,16 @@ fn identity(path: &Path) -> Option<Identity> {
 impl Patterns {
     /// Compiles the patterns; an error names the bad one.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Patterns, String> {
-        for p in include {
-            Pattern::new(p).map_err(|e| format!("tail.include {p:?}: {e}"))?;
-        }
+        let include = include
+            .iter()
+            .map(|p| Include::new(p))
+            .collect::<Result<_, _>>()?;
         let exclude = exclude
             .iter()
             .map(|p| Pattern::new(p).map_err(|e| format!("tail.exclude {p:?}: {e}")))
             .collect::<Result<_, _>>()?;
         Ok(Patterns {
-            include: include.to_vec(),
+            include,
             exclude,
             resolved: HashMap::new(),
             resolved_since: Instant::now(),
@@ -78,7 +120,10 @@ impl Patterns {
     pub fn include_dirs(&self) -> Vec<PathBuf> {
         self.include
             .iter()
-            .filter_map(|p| super::watch::pattern_dir(p))
+            .filter_map(|p| match p {
+                Include::Names { dir, .. } => Some(dir.clone()),
+                Include::Glob(_) => None,
+            })
             .collect()
     }
 
@@ -96,7 +141,7 @@ impl Patterns {
         let mut resolved = HashMap::with_capacity(self.resolved.len());
         let mut found: HashMap<PathBuf, Scanned> = HashMap::new();
         for pattern in &self.include {
-            for path in matches(pattern) {
+            for path in pattern.matches() {
                 if self.excluded(&path) {
                     continue;
                 }
@@ -132,29 +177,6 @@ impl Patterns {
         let mut v: Vec<Scanned> = found.into_values().collect();
         v.sort_by(|a, b| a.found.target.cmp(&b.found.target));
         v
-    }
-}
-
-/// The paths `pattern` matches. A pattern whose directory has no wildcard (the kubelet's
-/// `/var/log/containers/*.log`) is matched against the directory's names, which costs one
-/// listing; `glob` would also look at every file it lists.
-fn matches(pattern: &str) -> Vec<PathBuf> {
-    let name = Path::new(pattern).file_name().and_then(|n| n.to_str());
-    if let (Some(dir), Some(Ok(name))) =
-        (super::watch::pattern_dir(pattern), name.map(Pattern::new))
-    {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Vec::new();
-        };
-        return entries
-            .flatten()
-            .filter(|e| e.file_name().to_str().is_some_and(|n| name.matches(n)))
-            .map(|e| e.path())
-            .collect();
-    }
-    match glob::glob(pattern) {
-        Ok(paths) => paths.flatten().collect(),
-        Err(_) => Vec::new(),
     }
 }
 
@@ -223,6 +245,18 @@ mod tests {
             again[0].found.target,
             std::fs::canonicalize(other.join("0.log")).unwrap()
         );
+        // A wildcard directory goes through glob: both pod files, no link.
+        let mut deep = Patterns::new(&[format!("{}/pods/*/*/0.log", root.display())], &[]).unwrap();
+        let targets: Vec<PathBuf> = deep.scan().into_iter().map(|s| s.found.target).collect();
+        assert_eq!(
+            targets,
+            [
+                std::fs::canonicalize(pods.join("0.log")).unwrap(),
+                std::fs::canonicalize(other.join("0.log")).unwrap()
+            ]
+        );
+        assert_eq!(deep.include_dirs(), Vec::<PathBuf>::new());
+        assert_eq!(p.include_dirs(), std::slice::from_ref(&containers));
         assert_eq!(
             rotated_siblings(&pods.join("0.log")),
             [pods.join("0.log.20240101-000000.gz")]

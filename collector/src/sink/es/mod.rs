@@ -1,8 +1,8 @@
 //! The Elasticsearch sink: [`sink`] runs it and [`request`] sends its bulk requests, a
 //! bounded number at once; [`connect`] builds the HTTP client (URL or
 //! Cloud ID, TLS, client certificate); [`bulk`] writes each document's `create` action, into
-//! the index or data stream [`route`] picks; [`gzip`] compresses the body; [`response`] settles each item;
-//! [`retry`] backs off; [`dlq`] keeps what Elasticsearch refused for good.
+//! the index or data stream [`route`] picks; [`gzip`] compresses the body; [`response`]
+//! settles each item; [`retry`] backs off; [`dlq`] keeps what Elasticsearch refused for good.
 
 pub mod bulk;
 pub mod connect;
