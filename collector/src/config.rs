@@ -87,12 +87,14 @@ pub struct TailConfig {
     /// Where to start in a file found at first start that has no checkpoint: `beginning`
     /// (default) or `end`. Files that appear later are always read from the beginning.
     pub start_at: Option<String>,
-    /// How often to look at the files being read for new lines when no inotify event came,
-    /// in milliseconds. Default 250.
+    /// How often to look for new lines in files whose directory inotify cannot watch (no
+    /// inotify, or `fs.inotify.max_user_watches` reached), in milliseconds. Default 250.
     pub poll_interval_ms: Option<u64>,
     /// How often to look for new and rotated files (a listing of the directories and a look
-    /// at every file matched), in milliseconds; a file created or renamed in a watched
-    /// directory is looked for at once. Default four poll intervals.
+    /// at every file matched), and at every file for new lines whatever inotify said, in
+    /// milliseconds; a file created or renamed in a watched directory is looked for at once.
+    /// Default 10 s when every include pattern's directory has no wildcard (inotify watches
+    /// it, so the scan is only the safety net), else four poll intervals.
     pub scan_interval_ms: Option<u64>,
     /// How much to read from one file before turning to the next, in bytes. Default 256 KiB.
     pub read_block_bytes: Option<usize>,
@@ -610,7 +612,14 @@ impl Config {
                 "expected 10 to 60000 milliseconds",
             ));
         }
-        let scan_ms = t.scan_interval_ms.unwrap_or(4 * poll_ms);
+        // Files appearing under a wildcard directory (`/var/log/pods/*/*/*.log`) are found
+        // only by scanning; elsewhere inotify finds them and the scan is the safety net.
+        let watchable = include
+            .iter()
+            .all(|p| crate::tail::watch::pattern_dir(p).is_some());
+        let scan_ms = t
+            .scan_interval_ms
+            .unwrap_or((if watchable { 10_000 } else { 0 }).max(4 * poll_ms));
         if !(poll_ms..=600_000).contains(&scan_ms) {
             return Err(invalid(
                 "tail.scan_interval_ms",
@@ -1127,8 +1136,14 @@ mod tests {
     );
 
     #[test]
-    fn scan_interval_defaults_to_four_polls() {
+    fn scan_interval_defaults_to_ten_seconds_or_four_polls_under_wildcard_dirs() {
         let s = settings("tail:\n  poll_interval_ms: 50\n").unwrap();
+        assert_eq!(
+            (s.poll_interval, s.scan_interval),
+            (Duration::from_millis(50), Duration::from_secs(10))
+        );
+        let s =
+            settings("tail:\n  poll_interval_ms: 50\n  include: [/l/pods/*/*/*.log]\n").unwrap();
         assert_eq!(
             (s.poll_interval, s.scan_interval),
             (Duration::from_millis(50), Duration::from_millis(200))

@@ -28,6 +28,22 @@ fn wait_for_all(node: &Node, writers: &[(&str, u64)]) {
     }
 }
 
+/// `count` containers in `namespace`, each with `lines` lines written; writer `i` is named
+/// `<namespace>-<i>`.
+fn containers_with_lines(node: &Node, namespace: &str, count: usize, lines: u64) -> Vec<Writer> {
+    (0..count)
+        .map(|i| {
+            let log = node.container(namespace, &format!("pod-{i}"), "app");
+            let mut w = Writer::new(&format!("{namespace}-{i}"), &log);
+            for _ in 0..lines {
+                w.line();
+            }
+            w.flush();
+            w
+        })
+        .collect()
+}
+
 #[test]
 fn rename_rotation_under_load() {
     let node = Node::new("rotation");
@@ -138,16 +154,7 @@ fn kill_9_at_random_moments() {
 #[test]
 fn a_thousand_files() {
     let node = Node::new("thousand");
-    let mut writers = Vec::new();
-    for i in 0..1000 {
-        let log = node.container("load", &format!("pod-{i}"), "app");
-        let mut w = Writer::new(&format!("w{i}"), &log);
-        for _ in 0..50 {
-            w.line();
-        }
-        w.flush();
-        writers.push(w);
-    }
+    let writers = containers_with_lines(&node, "load", 1000, 50);
     let agent = Agent::start(&node.config(""));
     let expect: Vec<(&str, u64)> = writers
         .iter()
@@ -306,5 +313,71 @@ fn sighup_applies_formats_and_patterns_and_refuses_a_bad_file() {
     wa.line();
     wa.flush();
     eventually(DRAIN, "line a-2", || node.output().contains("seq-a-2"));
+    assert_eq!(agent.terminate(), 0);
+}
+
+/// With polling and scanning set to minutes, lines still arrive: inotify names the file
+/// written to (reached through its `/var/log/containers` link), a new container's link, and
+/// a rotation, and the agent reads just those.
+#[test]
+fn inotify_alone_finds_new_lines_new_files_and_rotations() {
+    let node = Node::new("inotify");
+    let mut writers = containers_with_lines(&node, "quiet", 100, 5);
+    let config = node.root.join("inotify.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_name: test-node\ncluster_name: test\ndata_dir: {root}/data\n\
+             tail:\n  include: [\"{root}/containers/*.log\"]\n  poll_interval_ms: 60000\n  scan_interval_ms: 600000\n  rotate_wait_secs: 1\n\
+             sink:\n  type: file\n  path: {root}/out/events.ndjson\n",
+            root = node.root.display()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config);
+    let counts = |ws: &[Writer]| -> Vec<(String, u64)> {
+        ws.iter().map(|w| (w.name.clone(), w.written)).collect()
+    };
+    // Well inside the first poll (60 s) and scan (10 min): only inotify can have told.
+    let within = |ws: &[Writer]| {
+        let expect = counts(ws);
+        let expect: Vec<(&str, u64)> = expect.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        let total: u64 = expect.iter().map(|(_, n)| n).sum();
+        let start = std::time::Instant::now();
+        while (meshtrail_tests::node::count_seqs(&node.output()).len() as u64) < total {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "lines not read without a poll or scan: {}",
+                exactly_once(&node.output(), &expect)
+                    .err()
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        exactly_once(&node.output(), &expect).unwrap();
+    };
+    within(&writers);
+    // Lines appended to a few of the quiet files.
+    for w in writers.iter_mut().step_by(17) {
+        for _ in 0..3 {
+            w.line();
+        }
+        w.flush();
+    }
+    within(&writers);
+    // A container started after the agent, and a rotation.
+    let log = node.container("quiet", "pod-new", "app");
+    let mut fresh = Writer::new("fresh", &log);
+    for _ in 0..4 {
+        fresh.line();
+    }
+    fresh.flush();
+    writers.push(fresh);
+    writers[3].rotate(5);
+    for _ in 0..6 {
+        writers[3].line();
+    }
+    writers[3].flush();
+    within(&writers);
     assert_eq!(agent.terminate(), 0);
 }

@@ -13,7 +13,7 @@ pub mod identity;
 pub mod reader;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,6 +132,10 @@ struct Tracked {
     /// The file's mtime after the last read that returned data.
     read_mtime: Option<std::time::SystemTime>,
     at_eof: bool,
+    /// Its directory is watched: inotify says when it changes.
+    watched: bool,
+    /// Looked at in this turn (a retired file must have been).
+    looked: bool,
 }
 
 /// The tail stage's settings.
@@ -142,9 +146,10 @@ pub struct TailOptions {
     pub framing: Framing,
     /// Start position for pre-existing files without a checkpoint.
     pub start_at: StartAt,
-    /// How often files being read are looked at without an inotify event.
+    /// How often files in directories inotify cannot watch are looked at.
     pub poll_interval: Duration,
-    /// How often new and rotated files are looked for without an inotify event.
+    /// How often new and rotated files are looked for, and every file looked at, without an
+    /// inotify event.
     pub scan_interval: Duration,
     /// Read size.
     pub read_block_bytes: usize,
@@ -247,26 +252,56 @@ impl Tailer {
     /// acknowledged and writes the final checkpoint. Dropping `out` ends the pipeline.
     pub fn run(mut self, out: SyncSender<LineBatch>, stop: &AtomicBool, drain: Duration) {
         let mut next_scan = Instant::now();
+        let mut next_poll = Instant::now();
         let mut next_checkpoint = Instant::now() + self.opts.checkpoint_interval;
         let mut first = true;
+        // Files inotify said were written to since the last turn.
+        let mut touched: HashSet<PathBuf> = HashSet::new();
+        let mut look_at_all = true;
         while !stop.load(Ordering::Relaxed) {
             if let Some(h) = &self.health {
                 h.beat();
             }
             self.take_reload(&mut next_scan);
+            match self.watch.drain(&mut touched) {
+                Wake::Rescan => next_scan = Instant::now(),
+                Wake::Missed => look_at_all = true,
+                Wake::Data | Wake::Timeout => {}
+            }
             let now = Instant::now();
             if now >= next_scan {
                 self.scan(first);
                 first = false;
                 next_scan = now + self.opts.scan_interval;
+                // The safety net: every file once per scan, whatever inotify said.
+                look_at_all = true;
+            }
+            let poll = now >= next_poll;
+            if poll {
+                next_poll = now + self.opts.poll_interval;
             }
             let mut progressed = false;
             for i in 0..self.files.len() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                progressed |= self.read_some(i, &out, stop);
+                // A copytruncate restart may have dropped a file.
+                let Some(t) = self.files.get_mut(i) else {
+                    break;
+                };
+                // A quiet file in a watched directory waits for inotify: a thousand of
+                // them cost nothing between scans.
+                t.looked = look_at_all
+                    || !t.at_eof
+                    || t.gone
+                    || (poll && !t.watched)
+                    || touched.contains(&t.target);
+                if t.looked {
+                    progressed |= self.read_some(i, &out, stop);
+                }
             }
+            touched.clear();
+            look_at_all = false;
             self.retire(&out, stop);
             if now >= next_checkpoint {
                 self.checkpoint();
@@ -277,11 +312,17 @@ impl Tailer {
                     info!("every file read to its end and acknowledged; stopping (--once)");
                     break;
                 }
-                let idle = next_scan
-                    .saturating_duration_since(Instant::now())
-                    .min(self.opts.poll_interval);
-                if self.watch.wait(idle) == Wake::Rescan {
-                    next_scan = Instant::now();
+                let now = Instant::now();
+                let mut idle = next_scan
+                    .min(next_checkpoint)
+                    .saturating_duration_since(now);
+                if self.files.iter().any(|t| !t.watched) {
+                    idle = idle.min(next_poll.saturating_duration_since(now));
+                }
+                match self.watch.wait(idle, &mut touched) {
+                    Wake::Rescan => next_scan = Instant::now(),
+                    Wake::Missed => look_at_all = true,
+                    Wake::Data | Wake::Timeout => {}
                 }
             }
         }
@@ -432,9 +473,7 @@ impl Tailer {
             }
         };
         let reader_mtime = reader.size_and_mtime().and_then(|(_, m)| m);
-        if let Some(dir) = target.parent() {
-            self.watch.dir(dir);
-        }
+        let watched = target.parent().is_some_and(|dir| self.watch.dir(dir));
         let id = self.new_id();
         self.acks.register(id, offset);
         if !gone {
@@ -471,6 +510,8 @@ impl Tailer {
             last_growth: Instant::now(),
             read_mtime: reader_mtime,
             at_eof: false,
+            watched,
+            looked: false,
         });
     }
 
@@ -772,6 +813,12 @@ impl Tailer {
         let mut i = 0;
         while i < self.files.len() {
             let t = &mut self.files[i];
+            // A file deleted or renamed is marked gone by the scan its inotify event calls;
+            // others were read this turn or are not due.
+            if !t.looked && !t.gone {
+                i += 1;
+                continue;
+            }
             let rotated = t.gone || t.reader.unlinked();
             // `at_eof` is what this file's last read found, and reading another file may have
             // waited on the in-flight budget for seconds since: the file may have grown, then
@@ -822,7 +869,8 @@ impl Tailer {
         let mut worst = 0u64;
         let mut entries = Vec::new();
         for t in &self.files {
-            if let Some(size) = t.reader.size() {
+            let size = t.reader.size();
+            if let Some(size) = size {
                 let l = size.saturating_sub(t.reader.offset);
                 lag += l;
                 worst = worst.max(l);
@@ -836,7 +884,7 @@ impl Tailer {
                 dev: t.reader.dev_ino.dev,
                 ino: t.reader.dev_ino.ino,
                 offset,
-                size: t.reader.size().unwrap_or(offset),
+                size: size.unwrap_or(offset),
             });
         }
         // Entries of files not found yet stay until they are (a restart before the first scan).

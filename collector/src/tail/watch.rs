@@ -1,9 +1,12 @@
-//! inotify wake-ups: a change in a watched directory wakes the tailer at once instead of
-//! at its next poll. Polling stays the safety net (an overflowed event queue, a file
-//! system without inotify), so a missed event only costs latency, never a line.
+//! inotify wake-ups: a change in a watched directory wakes the tailer at once and names the
+//! files that changed, so only those are read. Polling stays the safety net (an overflowed
+//! event queue, a directory that cannot be watched), so a missed event only costs latency,
+//! never a line.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
@@ -13,18 +16,39 @@ use tracing::warn;
 /// What woke the tailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
-    /// The time ran out.
+    /// Nothing happened.
     Timeout,
-    /// A file grew.
+    /// Files were written to; their paths were added to the caller's set.
     Data,
     /// A file was created, renamed or removed: look for new files now.
     Rescan,
+    /// Events were lost (a full queue, an inotify error): look at every file now.
+    Missed,
+}
+
+impl Wake {
+    /// The more demanding of two wake-ups.
+    fn max(self, other: Wake) -> Wake {
+        let rank = |w| match w {
+            Wake::Timeout => 0,
+            Wake::Data => 1,
+            Wake::Missed => 2,
+            Wake::Rescan => 3,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// Watches directories for changes; polling only when inotify is unavailable.
 pub struct Watch {
     watcher: Option<RecommendedWatcher>,
-    events: Receiver<EventKind>,
+    events: Receiver<notify::Event>,
+    /// Set when an event could not be queued or inotify reported an error.
+    missed: Arc<AtomicBool>,
     dirs: HashSet<PathBuf>,
 }
 
@@ -37,14 +61,20 @@ impl Default for Watch {
 impl Watch {
     /// A watcher, or a polling stand-in when inotify cannot be used.
     pub fn new() -> Watch {
-        // Bounded: a wake-up is idempotent, so when the tailer is busy the rest are dropped
-        // (the periodic scan covers a dropped rescan), and a burst of writes cannot grow it.
-        let (tx, events) = sync_channel(64);
-        let watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-            if let Ok(e) = e {
-                let _ = tx.try_send(e.kind);
-            }
-        });
+        // Bounded: when the tailer falls behind, the rest are dropped and flagged, and the
+        // tailer then looks at every file once; a burst of writes cannot grow it.
+        let (tx, events) = sync_channel(1024);
+        let missed = Arc::new(AtomicBool::new(false));
+        let flag = missed.clone();
+        let watcher =
+            notify::recommended_watcher(move |e: notify::Result<notify::Event>| match e {
+                Ok(e) if !e.need_rescan() => {
+                    if tx.try_send(e).is_err() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+                _ => flag.store(true, Ordering::Relaxed),
+            });
         let watcher = match watcher {
             Ok(w) => Some(w),
             Err(e) => {
@@ -55,51 +85,70 @@ impl Watch {
         Watch {
             watcher,
             events,
+            missed,
             dirs: HashSet::new(),
         }
     }
 
-    /// Watches `dir` (not its subdirectories), once.
-    pub fn dir(&mut self, dir: &Path) {
-        let Some(w) = &mut self.watcher else { return };
+    /// Watches `dir` (not its subdirectories), once. True when changes in `dir` wake the
+    /// tailer; false when it has to be polled.
+    pub fn dir(&mut self, dir: &Path) -> bool {
+        let Some(w) = &mut self.watcher else {
+            return false;
+        };
         if self.dirs.contains(dir) {
-            return;
+            return true;
         }
         match w.watch(dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
                 self.dirs.insert(dir.to_owned());
+                true
             }
             // Out of watches (fs.inotify.max_user_watches) or gone: polling covers it.
             Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "cannot watch directory; it is polled")
+                warn!(dir = %dir.display(), error = %e, "cannot watch directory; it is polled");
+                false
             }
         }
     }
 
-    /// Waits up to `timeout` for a change.
-    pub fn wait(&self, timeout: Duration) -> Wake {
-        let first = match self.events.recv_timeout(timeout) {
-            Ok(kind) => kind,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                return Wake::Timeout;
-            }
-        };
-        let mut wake = classify(first);
-        while let Ok(kind) = self.events.try_recv() {
-            if classify(kind) == Wake::Rescan {
-                wake = Wake::Rescan;
-            }
+    /// Waits up to `timeout` for a change; the paths of files written to go into `touched`.
+    pub fn wait(&mut self, timeout: Duration, touched: &mut HashSet<PathBuf>) -> Wake {
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => self.take(e, touched).max(self.drain(touched)),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => self.drain(touched),
+        }
+    }
+
+    /// What happened since the last look, without waiting.
+    pub fn drain(&mut self, touched: &mut HashSet<PathBuf>) -> Wake {
+        let mut wake = Wake::Timeout;
+        while let Ok(e) = self.events.try_recv() {
+            wake = wake.max(self.take(e, touched));
+        }
+        if self.missed.swap(false, Ordering::Relaxed) {
+            wake = wake.max(Wake::Missed);
         }
         wake
     }
-}
 
-fn classify(kind: EventKind) -> Wake {
-    match kind {
-        EventKind::Create(_)
-        | EventKind::Remove(_)
-        | EventKind::Modify(notify::event::ModifyKind::Name(_)) => Wake::Rescan,
-        _ => Wake::Data,
+    fn take(&mut self, e: notify::Event, touched: &mut HashSet<PathBuf>) -> Wake {
+        match e.kind {
+            EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
+                // A watched directory removed takes its watch with it: watch it again if
+                // it comes back.
+                for p in &e.paths {
+                    self.dirs.remove(p);
+                }
+                Wake::Rescan
+            }
+            _ => {
+                touched.extend(e.paths);
+                Wake::Data
+            }
+        }
     }
 }
 
@@ -116,15 +165,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wakes_on_changes() {
+    fn wakes_on_changes_and_names_the_files_written() {
         let dir = std::env::temp_dir().join(format!("meshtrail-watch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut w = Watch::new();
-        w.dir(&dir);
-        assert_eq!(w.wait(Duration::from_millis(20)), Wake::Timeout);
-        std::fs::write(dir.join("new.log"), "x\n").unwrap();
-        assert_eq!(w.wait(Duration::from_secs(5)), Wake::Rescan);
+        let mut touched = HashSet::new();
+        assert!(w.dir(&dir));
+        assert_eq!(
+            w.wait(Duration::from_millis(20), &mut touched),
+            Wake::Timeout
+        );
+        let file = dir.join("new.log");
+        std::fs::write(&file, "x\n").unwrap();
+        assert_eq!(w.wait(Duration::from_secs(5), &mut touched), Wake::Rescan);
+        // The creation's own write may come in a later wake-up: let it pass.
+        for _ in 0..10 {
+            if w.wait(Duration::from_millis(100), &mut touched) == Wake::Timeout {
+                break;
+            }
+        }
+        touched.clear();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"y\n").unwrap();
+        assert_eq!(w.wait(Duration::from_secs(5), &mut touched), Wake::Data);
+        assert_eq!(touched, HashSet::from([file.clone()]));
         std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!w.dir(Path::new("/nonexistent/meshtrail-watch")));
         assert_eq!(
             pattern_dir("/var/log/containers/*.log"),
             Some(PathBuf::from("/var/log/containers"))
