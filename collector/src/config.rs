@@ -617,9 +617,12 @@ impl Config {
         let watchable = include
             .iter()
             .all(|p| crate::tail::watch::pattern_dir(p).is_some());
-        let scan_ms = t
-            .scan_interval_ms
-            .unwrap_or((if watchable { 10_000 } else { 0 }).max(4 * poll_ms));
+        let default_scan_ms = if watchable {
+            (4 * poll_ms).max(10_000)
+        } else {
+            4 * poll_ms
+        };
+        let scan_ms = t.scan_interval_ms.unwrap_or(default_scan_ms);
         if !(poll_ms..=600_000).contains(&scan_ms) {
             return Err(invalid(
                 "tail.scan_interval_ms",

@@ -15,10 +15,14 @@ use meshtrail_tests::node::{Node, Writer, exactly_once, gzip};
 const DRAIN: Duration = Duration::from_secs(60);
 
 fn wait_for_all(node: &Node, writers: &[(&str, u64)]) {
+    wait_for_all_within(node, writers, DRAIN);
+}
+
+fn wait_for_all_within(node: &Node, writers: &[(&str, u64)], limit: Duration) {
     let total: u64 = writers.iter().map(|(_, n)| n).sum();
     let start = std::time::Instant::now();
     while (meshtrail_tests::node::count_seqs(&node.output()).len() as u64) < total {
-        if start.elapsed() > DRAIN {
+        if start.elapsed() > limit {
             let why = exactly_once(&node.output(), writers)
                 .err()
                 .unwrap_or_default();
@@ -323,37 +327,17 @@ fn sighup_applies_formats_and_patterns_and_refuses_a_bad_file() {
 fn inotify_alone_finds_new_lines_new_files_and_rotations() {
     let node = Node::new("inotify");
     let mut writers = containers_with_lines(&node, "quiet", 100, 5);
-    let config = node.root.join("inotify.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_name: test-node\ncluster_name: test\ndata_dir: {root}/data\n\
-             tail:\n  include: [\"{root}/containers/*.log\"]\n  poll_interval_ms: 60000\n  scan_interval_ms: 600000\n  rotate_wait_secs: 1\n\
-             sink:\n  type: file\n  path: {root}/out/events.ndjson\n",
-            root = node.root.display()
-        ),
-    )
-    .unwrap();
+    let config = node.config("");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "poll_interval_ms: 50",
+        "poll_interval_ms: 60000\n  scan_interval_ms: 600000",
+    );
+    std::fs::write(&config, text).unwrap();
     let agent = Agent::start(&config);
-    let counts = |ws: &[Writer]| -> Vec<(String, u64)> {
-        ws.iter().map(|w| (w.name.clone(), w.written)).collect()
-    };
     // Well inside the first poll (60 s) and scan (10 min): only inotify can have told.
     let within = |ws: &[Writer]| {
-        let expect = counts(ws);
-        let expect: Vec<(&str, u64)> = expect.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-        let total: u64 = expect.iter().map(|(_, n)| n).sum();
-        let start = std::time::Instant::now();
-        while (meshtrail_tests::node::count_seqs(&node.output()).len() as u64) < total {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "lines not read without a poll or scan: {}",
-                exactly_once(&node.output(), &expect)
-                    .err()
-                    .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let expect: Vec<(&str, u64)> = ws.iter().map(|w| (w.name.as_str(), w.written)).collect();
+        wait_for_all_within(&node, &expect, Duration::from_secs(20));
         exactly_once(&node.output(), &expect).unwrap();
     };
     within(&writers);

@@ -258,12 +258,14 @@ impl Tailer {
         // Files inotify said were written to since the last turn.
         let mut touched: HashSet<PathBuf> = HashSet::new();
         let mut look_at_all = true;
+        // What the last idle wait was woken by.
+        let mut woke = Wake::Timeout;
         while !stop.load(Ordering::Relaxed) {
             if let Some(h) = &self.health {
                 h.beat();
             }
             self.take_reload(&mut next_scan);
-            match self.watch.drain(&mut touched) {
+            match std::mem::replace(&mut woke, Wake::Timeout).max(self.watch.drain(&mut touched)) {
                 Wake::Rescan => next_scan = Instant::now(),
                 Wake::Missed => look_at_all = true,
                 Wake::Data | Wake::Timeout => {}
@@ -319,11 +321,7 @@ impl Tailer {
                 if self.files.iter().any(|t| !t.watched) {
                     idle = idle.min(next_poll.saturating_duration_since(now));
                 }
-                match self.watch.wait(idle, &mut touched) {
-                    Wake::Rescan => next_scan = Instant::now(),
-                    Wake::Missed => look_at_all = true,
-                    Wake::Data | Wake::Timeout => {}
-                }
+                woke = self.watch.wait(idle, &mut touched);
             }
         }
         drop(out);

@@ -13,34 +13,17 @@ use std::time::Duration;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tracing::warn;
 
-/// What woke the tailer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What woke the tailer, in rising order of what it asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Wake {
     /// Nothing happened.
     Timeout,
     /// Files were written to; their paths were added to the caller's set.
     Data,
-    /// A file was created, renamed or removed: look for new files now.
-    Rescan,
     /// Events were lost (a full queue, an inotify error): look at every file now.
     Missed,
-}
-
-impl Wake {
-    /// The more demanding of two wake-ups.
-    fn max(self, other: Wake) -> Wake {
-        let rank = |w| match w {
-            Wake::Timeout => 0,
-            Wake::Data => 1,
-            Wake::Missed => 2,
-            Wake::Rescan => 3,
-        };
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
-    }
+    /// A file was created, renamed or removed: look for new files now.
+    Rescan,
 }
 
 /// Watches directories for changes; polling only when inotify is unavailable.
