@@ -63,7 +63,9 @@ fn config(dir: &Path, metrics: &str, es_url: Option<&str>) -> String {
 
 /// Runs the demo until Ctrl-C or the duration.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let dir = &args.dir;
+    // The agent's patterns are absolute: `--dir` (default `./meshtrail-demo`) is made so.
+    let dir =
+        &std::path::absolute(&args.dir).with_context(|| format!("--dir {}", args.dir.display()))?;
     // A fresh directory each time: the demo's events are this run's.
     let _ = std::fs::remove_dir_all(dir.join("logs"));
     let _ = std::fs::remove_dir_all(dir.join("data"));
