@@ -8,8 +8,13 @@
 # bar on a terminal. Where Fluent Bit is at hand (../shared/bench/peers/), it then ships the
 # same lines (at most MESHTRAIL_BENCH_PEER_LINES, default 200000: it is slow) with its
 # configuration from there, beside meshtrail on the same file, and prints the CPU ratio.
+# The elasticsearch rows are run again against a cluster under write pressure (3 % and 20 %
+# of the items of every bulk refused 429/503, 5 % of requests refused whole with 429, 3 % of
+# answers 3 s late, 3 % lost after storing), beside the fault-free row, as a share of it.
 # Last, it ships lines written live (MESHTRAIL_BENCH_RATE a second, default 5000) and prints
-# their freshness (write → stored in Elasticsearch) p50 and p99.
+# their freshness (write → stored in Elasticsearch) p50 and p99; then lines written live at
+# MESHTRAIL_BENCH_OUTAGE_RATE (default 20000) a second through a 30 s outage of
+# Elasticsearch, and how long the backlog takes to drain once it is back.
 #
 # usage: scripts/bench.sh [LINES]        (default 1000000)
 set -euo pipefail
@@ -65,9 +70,9 @@ row() {  # label, lines, bytes: prints a row from $work/time
   awk -v s="$1" -v n="$2" -v b="$3" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" 'BEGIN {
     cpu = u + y; printf "%-17s %10.0f %10.1f %8.2f %8.2f %14.0f %7.1f MiB\n", s, n / w, b / w / 1e6, w, cpu, n / cpu, r / 1024 }'
 }
-es_start() {  # starts the Elasticsearch test server; sets es_pid and es_url
+es_start() {  # starts the Elasticsearch test server, faults from file $1 if given; sets es_pid and es_url
   rm -f "$work/es.url"
-  target/release/es-test-server "$work/es.url" & es_pid=$!
+  target/release/es-test-server "$work/es.url" ${1:+"$1"} 2>>"$work/es.log" & es_pid=$!
   for _ in $(seq 100); do [ -s "$work/es.url" ] && break; sleep 0.1; done
   es_url=$(cat "$work/es.url")
 }
@@ -99,6 +104,19 @@ for sink in blackhole blackhole-encode file elasticsearch; do
     kill "$es_pid"; wait "$es_pid" 2>/dev/null || true
     [ "$docs" -eq "$lines" ] || { echo "Elasticsearch holds $docs documents, expected $lines" >&2; exit 1; }
     echo "                  elasticsearch: $docs documents, $(( wire / lines )) bytes on the wire per event (gzip)"
+    clean_rate=$(awk -v n="$lines" '{print n / $1}' "$work/time")
+    # The same lines to a cluster under write pressure.
+    for items in 0.03 0.20; do
+      label="es-pressure-$(awk -v i="$items" 'BEGIN {printf "%d%%", i * 100}')"
+      echo "items=$items request_429=0.05 slow=0.03 slow_ms=3000 lost=0.03 seed=11" >"$work/faults"
+      rm -rf "$work/data" "$work/out"; es_start "$work/faults"; config "$(es_sink)"
+      timed "$label" "$bytes" env -u KUBERNETES_SERVICE_HOST "$bin" run --once --config "$work/config.yaml" 2>"$work/agent.log"
+      row "$label" "$lines" "$bytes"
+      docs=$(es_stat docs); kill "$es_pid"; wait "$es_pid" 2>/dev/null || true
+      [ "$docs" -eq "$lines" ] || { echo "Elasticsearch holds $docs documents, expected $lines" >&2; exit 1; }
+      awk -v n="$lines" -v c="$clean_rate" -v d="$docs" -v i="$items" '{
+        printf "                  %d of %d stored once; %.0f%% of the fault-free lines/s (items refused: %s, requests 429: 0.05, slow 3 s: 0.03, lost: 0.03)\n", d, n, 100 * n / $1 / c, i }' "$work/time"
+    done
   fi
   if [ "$sink" = file ]; then
     got=$(wc -l <"$work/out/events.ndjson")
@@ -154,12 +172,15 @@ with open(src) as f:
             break
 out = open(dst, "a", buffering=1 << 16)
 step, n, start = 0.05, 0, time.time()
-while time.time() - start < 20:
+secs = float(sys.argv[4]) if len(sys.argv) > 4 else 20
+while time.time() - start < secs:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
     for _ in range(int(rate * step)):
         out.write(now + " " + bodies[n % len(bodies)])
         n += 1
     out.flush()
+    with open(dst + ".written", "w") as w:
+        print(n, file=w)
     time.sleep(max(0, start + (n / rate) - time.time()))
 print(n, file=open(dst + ".count", "w"))
 PY
@@ -176,3 +197,55 @@ import json, sys
 s = json.load(sys.stdin); f = s["freshness_ms"]
 print("live, %s lines/s: %d of %s lines delivered; freshness (write to Elasticsearch) p50 %s ms, p99 %s ms, max %s ms"
       % (sys.argv[1], s["docs"], sys.argv[2], f["p50"], f["p99"], f["max"]))' "$rate" "$written"
+
+# A 30 s outage while lines are written live at OUTAGE_RATE a second for 60 s: down from
+# 10 s to 40 s; how long after Elasticsearch is back every line written until then is stored.
+orate=${MESHTRAIL_BENCH_OUTAGE_RATE:-20000}
+rm -rf "$work/data" "$work/out" "$work/pods" "$work/containers" "$work/es.url"
+mkdir -p "$live" "$work/containers"
+: >"$live/0.log"; : >"$work/faults"
+ln -s "$live/0.log" "$work/containers/web-0_shop_istio-proxy-$(printf 'b%.0s' $(seq 64)).log"
+es_start "$work/faults"
+config "$(es_sink)" "metrics:
+  address: 127.0.0.1:0"
+env -u KUBERNETES_SERVICE_HOST "$bin" run --config "$work/config.yaml" 2>"$work/agent.log" & agent_pid=$!
+sleep 1
+python3 - "$input" "$live/0.log" "$orate" 60 <<'PY' & writer_pid=$!
+import sys, time, datetime
+src, dst, rate, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+bodies = []
+with open(src) as f:
+    for line in f:
+        bodies.append(line.split(" ", 1)[1])
+        if len(bodies) >= 10000:
+            break
+out = open(dst, "a", buffering=1 << 16)
+step, n, start = 0.05, 0, time.time()
+while time.time() - start < secs:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+    for _ in range(int(rate * step)):
+        out.write(now + " " + bodies[n % len(bodies)])
+        n += 1
+    out.flush()
+    with open(dst + ".written", "w") as w:
+        print(n, file=w)
+    time.sleep(max(0, start + (n / rate) - time.time()))
+print(n, file=open(dst + ".count", "w"))
+PY
+sleep 10; echo down >"$work/faults"
+sleep 30; : >"$work/faults"; back=$(date +%s.%N)
+sleep 0.3  # the test server reads its faults file every 100 ms
+backlog=$(cat "$live/0.log.written")
+stored_then=$(es_stat docs)
+drained=
+for _ in $(seq 1200); do
+  docs=$(es_stat docs)
+  if [ "$docs" -ge "$backlog" ]; then drained=$(awk -v a="$back" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'); break; fi
+  sleep 0.1
+done
+wait "$writer_pid"
+written=$(cat "$live/0.log.count")
+for _ in $(seq 600); do [ "$(es_stat docs)" -ge "$written" ] && break; sleep 0.1; done
+docs=$(es_stat docs)
+kill "$agent_pid" "$es_pid"; wait 2>/dev/null || true
+echo "outage, $orate lines/s for 60 s, Elasticsearch down 30 s: backlog of $(( backlog - stored_then )) lines at recovery drained in ${drained:-more than 120} s; $docs of $written lines delivered"

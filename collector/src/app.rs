@@ -261,7 +261,7 @@ pub fn run_until(
     };
     // For Elasticsearch, the workers write each document's bulk action too.
     let router = match &sink {
-        Built::Elasticsearch(cfg) => Some(Arc::new(Router::new(cfg))),
+        Built::Elasticsearch(es) => Some(Arc::new(Router::new(&es.cfg))),
         Built::Local(_) => None,
     };
 
@@ -301,8 +301,8 @@ pub fn run_until(
             .name("meshtrail-sink".into())
             .spawn(move || match sink {
                 Built::Local(sink) => sink_loop(sink, &doc_rx, &acks, &budget, &counters, &health),
-                Built::Elasticsearch(cfg) => crate::sink::es::sink::run(
-                    &cfg, &doc_rx, &answers, &acks, &budget, &counters, &metrics, &health, &stop,
+                Built::Elasticsearch(es) => crate::sink::es::sink::run(
+                    *es, &doc_rx, &answers, &acks, &budget, &counters, &metrics, &health, &stop,
                 ),
             })?
     };
@@ -513,7 +513,7 @@ fn sink_loop(
     for input in rx {
         let batch = match input {
             Input::Docs(batch) => batch,
-            Input::Answer(_) => continue,
+            Input::Answer(_) | Input::Probe(_) => continue,
             Input::End => break,
         };
         // Nothing is dropped: a failing write is retried until it succeeds or the process

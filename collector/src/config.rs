@@ -160,7 +160,8 @@ pub struct SinkConfig {
     pub max_batch_bytes: Option<usize>,
     /// For `elasticsearch`: most documents per bulk request. Default 5000.
     pub max_batch_docs: Option<usize>,
-    /// For `elasticsearch`: bulk requests in flight at once. Default 2.
+    /// For `elasticsearch`: the most bulk requests in flight at once (how many are adapts
+    /// to Elasticsearch's answers). Default 8.
     pub max_concurrent_requests: Option<usize>,
     /// For `elasticsearch`: the dead-letter file. Default `<data_dir>/dead-letters.ndjson`.
     pub dead_letter_path: Option<PathBuf>,
@@ -328,6 +329,42 @@ pub struct EsSettings {
     pub opensearch: bool,
     /// Retention of the lifecycle policy, days.
     pub retention_days: u32,
+}
+
+/// Whether a file can be appended to at `path`: it is, or its directory is (or can be made)
+/// one where files can be created. Checked by doing it: open for appending, or create and
+/// remove a probe file in the nearest existing directory.
+fn writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("is a directory; expected a file path".into());
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot open it for appending: {e}"));
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d.as_os_str().is_empty() {
+            dir = Some(Path::new("."));
+            continue;
+        }
+        if d.is_dir() {
+            let probe = d.join(format!(".meshtrail-write-check-{}", std::process::id()));
+            return std::fs::File::create(&probe)
+                .map(|_| {
+                    let _ = std::fs::remove_file(&probe);
+                })
+                .map_err(|e| format!("cannot create files under {}: {e}", d.display()));
+        }
+        if d.exists() {
+            return Err(format!("{} is not a directory", d.display()));
+        }
+        dir = d.parent();
+    }
+    Err("no directory of it exists".into())
 }
 
 /// Standard base64 (RFC 4648) of `bytes`, for basic authentication.
@@ -756,6 +793,10 @@ impl Config {
                     client_cert,
                     insecure_skip_verify: s.tls_insecure_skip_verify.unwrap_or(false),
                 };
+                // Opened now, not when the sink starts: a bad file stops the agent before
+                // it reads a line.
+                crate::sink::es::connect::check_files(&tls)
+                    .map_err(|(field, path, why)| invalid(field, path, why))?;
                 let destination = match &s.logstash_prefix {
                     Some(prefix) => {
                         crate::sink::es::bulk::check_name(prefix)
@@ -869,7 +910,7 @@ impl Config {
                         "expected 1 to 100000",
                     ));
                 }
-                let max_concurrent_requests = s.max_concurrent_requests.unwrap_or(2);
+                let max_concurrent_requests = s.max_concurrent_requests.unwrap_or(8);
                 if !(1..=32).contains(&max_concurrent_requests) {
                     return Err(invalid(
                         "sink.max_concurrent_requests",
@@ -885,10 +926,15 @@ impl Config {
                     max_batch_bytes,
                     max_batch_docs,
                     max_concurrent_requests,
-                    dead_letter_path: s
-                        .dead_letter_path
-                        .clone()
-                        .unwrap_or_else(|| data_dir.join("dead-letters.ndjson")),
+                    dead_letter_path: {
+                        let path = s
+                            .dead_letter_path
+                            .clone()
+                            .unwrap_or_else(|| data_dir.join("dead-letters.ndjson"));
+                        writable(&path)
+                            .map_err(|why| invalid("sink.dead_letter_path", &path, why))?;
+                        path
+                    },
                     install_templates: s.install_templates.unwrap_or(true),
                     tls,
                     routes,

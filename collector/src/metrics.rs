@@ -159,6 +159,77 @@ struct Guard {
     series: HashSet<(&'static str, Vec<String>)>,
 }
 
+/// How the Elasticsearch sink paces itself and what it retries, set by the sink directly.
+pub struct BulkMetrics {
+    /// Bulk requests allowed in flight now (adaptive).
+    pub concurrency: IntGauge,
+    /// Bulk requests in flight now.
+    pub in_flight: IntGauge,
+    /// Uncompressed bytes allowed in one request now (adaptive).
+    pub max_bytes: IntGauge,
+    /// Documents refused one by one and waiting for their retry.
+    pub retry_queue: IntGauge,
+    /// How long the document waiting longest in the retry queue has waited.
+    pub retry_oldest: prometheus::Gauge,
+    /// 1 while a request that failed whole pauses sending.
+    pub paused: IntGauge,
+    retried: IntCounterVec,
+}
+
+impl BulkMetrics {
+    fn register(registry: &Registry) -> Result<BulkMetrics, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let retry_oldest = prometheus::Gauge::new(
+            "meshtrail_bulk_retry_queue_oldest_seconds",
+            "How long the document waiting longest for its retry has waited.",
+        )?;
+        registry.register(Box::new(retry_oldest.clone()))?;
+        let retried = IntCounterVec::new(
+            Opts::new(
+                "meshtrail_bulk_retried_documents_total",
+                "Documents Elasticsearch refused for now and that are sent again, by status (0: no answer).",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(retried.clone()))?;
+        Ok(BulkMetrics {
+            concurrency: gauge(
+                "meshtrail_bulk_concurrency",
+                "Elasticsearch bulk requests allowed in flight now (adaptive, up to sink.max_concurrent_requests).",
+            )?,
+            in_flight: gauge(
+                "meshtrail_bulk_requests_in_flight",
+                "Elasticsearch bulk requests in flight now.",
+            )?,
+            max_bytes: gauge(
+                "meshtrail_bulk_max_request_bytes",
+                "Uncompressed bytes allowed in one bulk request now (adaptive, up to sink.max_batch_bytes).",
+            )?,
+            retry_queue: gauge(
+                "meshtrail_bulk_retry_queue_documents",
+                "Documents refused one by one by Elasticsearch, waiting for their retry.",
+            )?,
+            retry_oldest,
+            paused: gauge(
+                "meshtrail_bulk_paused",
+                "1 while a bulk request that failed whole pauses sending until Elasticsearch answers.",
+            )?,
+            retried,
+        })
+    }
+
+    /// Counts `n` documents refused with `status`, to be sent again.
+    pub fn retried(&self, status: u16, n: usize) {
+        self.retried
+            .with_label_values(&[itoa::Buffer::new().format(status)])
+            .inc_by(n as u64);
+    }
+}
+
 /// The registry and every family.
 pub struct Metrics {
     registry: Registry,
@@ -171,6 +242,7 @@ pub struct Metrics {
     duration: HistogramVec,
     series_dropped: IntCounter,
     bulk_duration: prometheus::Histogram,
+    bulk: BulkMetrics,
     access_events: IntCounterVec,
     pipeline: Vec<(&'static str, PipelineMetric)>,
     in_flight: IntGauge,
@@ -355,6 +427,7 @@ impl Metrics {
                 .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0]),
         )?;
         registry.register(Box::new(bulk_duration.clone()))?;
+        let bulk = BulkMetrics::register(&registry)?;
         let series_dropped = IntCounter::new(
             "meshtrail_metric_series_dropped_total",
             "Security metric updates dropped because the series limit was reached.",
@@ -406,6 +479,7 @@ impl Metrics {
             duration,
             series_dropped,
             bulk_duration,
+            bulk,
             access_events,
             pipeline,
             in_flight,
@@ -576,6 +650,11 @@ impl Metrics {
     /// The registry, for families other modules own.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The Elasticsearch sink's pace and retries.
+    pub fn bulk(&self) -> &BulkMetrics {
+        &self.bulk
     }
 
     /// Records one `_bulk` request's duration.

@@ -41,6 +41,90 @@ pub struct Faults {
     pub mapping_error_on: Option<String>,
     /// Close every new connection unanswered: Elasticsearch down.
     pub down: bool,
+    /// Faults drawn at random, at rates: a cluster under write pressure.
+    pub pressure: Option<Pressure>,
+}
+
+/// What a cluster whose write thread pools are full does, at random (from a seed, so a run
+/// can be repeated): some items of each `_bulk` refused with 429
+/// `es_rejected_execution_exception` or 503, some requests refused whole with 429, some
+/// answers slow, some lost after the documents were stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pressure {
+    /// Share of items refused, half 429 `es_rejected_execution_exception`, half 503.
+    pub item_rejected: f64,
+    /// Share of `_bulk` requests refused whole with 429 (indexing pressure), storing nothing.
+    pub request_429: f64,
+    /// Share of answers held back by `slow_delay`.
+    pub slow: f64,
+    /// How long a slow answer is held back.
+    pub slow_delay: Duration,
+    /// Share of `_bulk` requests whose documents are stored and whose answer is lost (the
+    /// connection drops).
+    pub lost: f64,
+    /// Seeds the draws.
+    pub seed: u64,
+}
+
+impl Faults {
+    /// Reads faults from text, as the `es-test-server` binary takes them: words separated by
+    /// spaces, commas or newlines, `down`, `items=0.03`, `request_429=0.05`, `slow=0.03`,
+    /// `slow_ms=3000`, `lost=0.03`, `seed=N`; empty text means no fault.
+    pub fn parse(text: &str) -> Result<Faults, String> {
+        let mut f = Faults::default();
+        let mut p = Pressure {
+            slow_delay: Duration::from_secs(3),
+            seed: 1,
+            ..Pressure::default()
+        };
+        let mut pressure = false;
+        for word in text.split(|c: char| c == ',' || c.is_whitespace()) {
+            if word.is_empty() {
+                continue;
+            }
+            if word == "down" {
+                f.down = true;
+                continue;
+            }
+            let (key, value) = word
+                .split_once('=')
+                .ok_or_else(|| format!("{word}: expected key=value or down"))?;
+            let share = || -> Result<f64, String> {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| (0.0..=1.0).contains(v))
+                    .ok_or_else(|| format!("{word}: expected a share from 0 to 1"))
+            };
+            let whole = || -> Result<u64, String> {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("{word}: expected a whole number"))
+            };
+            pressure = true;
+            match key {
+                "items" => p.item_rejected = share()?,
+                "request_429" => p.request_429 = share()?,
+                "slow" => p.slow = share()?,
+                "slow_ms" => p.slow_delay = Duration::from_millis(whole()?),
+                "lost" => p.lost = share()?,
+                "seed" => p.seed = whole()?,
+                _ => return Err(format!("{word}: unknown fault {key}")),
+            }
+        }
+        if pressure {
+            f.pressure = Some(p);
+        }
+        Ok(f)
+    }
+}
+
+/// xorshift64*: the draws of [`Pressure`].
+fn draw(state: &mut u64) -> f64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[derive(Default)]
@@ -49,6 +133,8 @@ struct Store {
     docs: HashMap<String, HashMap<String, Value>>,
     faults: Faults,
     items_seen: u64,
+    /// The state of [`Pressure`]'s draws.
+    rng: u64,
     credentials: Option<String>,
     /// Keep documents (tests read them); off for benchmarks, where only ids are kept.
     keep_docs: bool,
@@ -159,11 +245,19 @@ fn bulk(
     body: &[u8],
     filter: Option<&str>,
 ) -> Reply {
-    let (faults, keep) = {
-        let st = lock(store);
-        (st.faults.clone(), st.keep_docs)
+    let (faults, keep, refuse_whole, lose_answer) = {
+        let mut st = lock(store);
+        let (refuse, lose) = match st.faults.pressure.clone() {
+            Some(p) => (
+                draw(&mut st.rng) < p.request_429,
+                draw(&mut st.rng) < p.lost,
+            ),
+            None => (false, false),
+        };
+        (st.faults.clone(), st.keep_docs, refuse, lose)
     };
-    if let Some(status) = faults.reject_all {
+    let reject_all = faults.reject_all.or(refuse_whole.then_some(429));
+    if let Some(status) = reject_all {
         let (kind, reason) = match status {
             429 => (
                 "es_rejected_execution_exception",
@@ -251,8 +345,18 @@ fn bulk(
         for p in &mut parsed {
             st.items_seen += 1;
             let seen = st.items_seen;
-            let result = if let Some((_, status)) =
-                faults.item_every.filter(|(every, _)| seen % every == 0)
+            let pressed = match &faults.pressure {
+                Some(p) if p.item_rejected > 0.0 => {
+                    let d = draw(&mut st.rng);
+                    (d < p.item_rejected).then(|| if d < p.item_rejected / 2.0 { 429 } else { 503 })
+                }
+                _ => None,
+            };
+            let result = if let Some(status) = faults
+                .item_every
+                .filter(|(every, _)| seen % every == 0)
+                .map(|(_, status)| status)
+                .or(pressed)
             {
                 let kind = if status == 429 {
                     "es_rejected_execution_exception"
@@ -309,7 +413,7 @@ fn bulk(
             results.push(result);
         }
     }
-    if faults.drop_after_store {
+    if faults.drop_after_store || lose_answer {
         return Reply::Drop;
     }
     let patterns: Option<Vec<Vec<&str>>> =
@@ -778,10 +882,18 @@ impl EsServer {
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
                         let (delay, down) = {
-                            let st = store
+                            let mut st = store
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            (st.faults.delay, st.faults.down)
+                            let slow = match st.faults.pressure.clone() {
+                                Some(p)
+                                    if path.ends_with("_bulk") && draw(&mut st.rng) < p.slow =>
+                                {
+                                    Some(p.slow_delay)
+                                }
+                                _ => None,
+                            };
+                            (st.faults.delay.or(slow), st.faults.down)
                         };
                         if down {
                             // Down: kept-alive connections break too.
@@ -850,10 +962,16 @@ impl EsServer {
 
     /// Sets the faults for the next requests.
     pub fn set_faults(&self, faults: Faults) {
-        self.store
+        let mut st = self
+            .store
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .faults = faults;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(p) = &faults.pressure {
+            if st.faults.pressure.as_ref().map(|q| q.seed) != Some(p.seed) {
+                st.rng = p.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            }
+        }
+        st.faults = faults;
     }
 
     /// How often each `http.request.id` (the writers' `seq-<writer>-<n>`) is stored in

@@ -77,6 +77,8 @@ pub enum Input {
     Docs(DocBatch),
     /// The answer to one of the Elasticsearch sink's own bulk requests.
     Answer(es::request::Answer),
+    /// What the Elasticsearch sink's probe found while requests were failing.
+    Probe(es::probe::Probe),
     /// The workers are done: nothing more comes.
     End,
 }
@@ -85,8 +87,8 @@ pub enum Input {
 pub enum Built {
     /// Written by the local sink loop.
     Local(Box<dyn Sink>),
-    /// Run by [`es::sink::run`].
-    Elasticsearch(Box<crate::config::EsSettings>),
+    /// Run by [`es::sink::run`], its client and dead-letter file opened.
+    Elasticsearch(Box<es::sink::Prepared>),
 }
 
 impl Built {
@@ -121,6 +123,9 @@ pub fn build(
             let ids = sink.ids_since(covered)?;
             (Built::Local(Box::new(sink)), ids)
         }
-        SinkConfig::Elasticsearch(es) => (Built::Elasticsearch(Box::new(es.clone())), Vec::new()),
+        SinkConfig::Elasticsearch(es) => (
+            Built::Elasticsearch(Box::new(es::sink::Prepared::open(es)?)),
+            Vec::new(),
+        ),
     })
 }

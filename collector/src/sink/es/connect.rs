@@ -25,6 +25,59 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Reads the files `tls` names and checks they hold what they must (a PEM bundle with a
+/// certificate; a PEM certificate and key), as the client will: a refusal names the field,
+/// the file and why, for the configuration check at start.
+pub fn check_files(tls: &Tls) -> Result<(), (&'static str, PathBuf, String)> {
+    install_crypto_provider();
+    if let Some(path) = &tls.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| ("sink.ca_file", path.clone(), format!("cannot read it: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            (
+                "sink.ca_file",
+                path.clone(),
+                format!("not a PEM bundle: {e}"),
+            )
+        })?;
+        if certs.is_empty() {
+            return Err((
+                "sink.ca_file",
+                path.clone(),
+                "no certificate in it: expected PEM (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        let mut pem = std::fs::read(cert).map_err(|e| {
+            (
+                "sink.client_cert_file",
+                cert.clone(),
+                format!("cannot read it: {e}"),
+            )
+        })?;
+        pem.push(b'\n');
+        pem.extend(std::fs::read(key).map_err(|e| {
+            (
+                "sink.client_key_file",
+                key.clone(),
+                format!("cannot read it: {e}"),
+            )
+        })?);
+        reqwest::Identity::from_pem(&pem).map_err(|e| {
+            (
+                "sink.client_cert_file",
+                cert.clone(),
+                format!(
+                    "with sink.client_key_file {}: not a PEM certificate and key: {e}",
+                    key.display()
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The blocking HTTP client for `_bulk` and the templates.
 pub fn client(tls: &Tls) -> Result<reqwest::blocking::Client, String> {
     install_crypto_provider();

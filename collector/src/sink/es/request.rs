@@ -13,6 +13,8 @@ use crate::sink::Input;
 
 /// One request to send: its body and the documents it holds, in order.
 pub struct Job {
+    /// Names the request in its answer.
+    pub id: u64,
     /// NDJSON actions and documents, gzip-compressed when the endpoint says so.
     pub body: Vec<u8>,
     /// What each item of the answer settles.
@@ -21,6 +23,8 @@ pub struct Job {
 
 /// What became of a [`Job`].
 pub struct Answer {
+    /// The job's id.
+    pub id: u64,
     /// The job's documents, in request order.
     pub docs: Vec<Doc>,
     /// Elasticsearch's judgement, per document or for the whole request.
@@ -85,10 +89,13 @@ fn serve(
 ) {
     loop {
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(Job { body, docs }) = job else { return };
+        let Ok(Job { id, body, docs }) = job else {
+            return;
+        };
         let sent = Instant::now();
         let (outcome, retry_after) = send(client, endpoint, body, docs.len());
         let answer = Answer {
+            id,
             docs,
             outcome,
             retry_after,

@@ -1,12 +1,14 @@
 //! The Elasticsearch sink's loop. Documents from the workers arrive with their `create`
-//! actions already written; the loop queues them and, whenever fewer than
-//! `max_concurrent_requests` bulk requests are in flight, hands the front of the queue to
-//! [`super::request`] at once (documents that arrive meanwhile fill the next request, so
-//! nothing waits for a timer). Each document is settled by its own item: delivered or
-//! duplicate → acknowledged; 429/5xx → queued again after a jittered backoff; other 4xx →
-//! the dead-letter file, then acknowledged. A line batch is acknowledged when all its
-//! documents are settled, so the checkpoint never passes a document Elasticsearch has not
-//! answered for.
+//! actions already written; the loop queues them and, whenever fewer bulk requests are in
+//! flight than [`super::pace`] allows, hands the front of the queue to [`super::request`] at
+//! once (documents that arrive meanwhile fill the next request, so nothing waits for a
+//! timer). Each document is settled by its own item: delivered or duplicate → acknowledged;
+//! 429/5xx → scheduled again on its own, by its own attempt count, while the rest keeps
+//! flowing (partial success is progress); other 4xx → the dead-letter file, then
+//! acknowledged. Only a request that fails whole (no answer, 429/5xx on the request,
+//! 401/403) pauses sending: [`super::probe`] asks Elasticsearch cheaply until it answers, and
+//! sending resumes at once. A line batch is acknowledged when all its documents are
+//! settled, so the checkpoint never passes a document Elasticsearch has not answered for.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -14,22 +16,72 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::dlq::DeadLetters;
+use super::pace::{PRESSURE_SHARE, Pace, Signal};
+use super::probe::{Probe, Prober};
 use super::request::{Answer, Endpoint, Job, Pool};
 use super::response::{Item, Outcome};
-use super::retry::Backoff;
+use super::retry::{Backoff, Jitter, Schedule, delay};
 use crate::ack::{Acks, Budget};
 use crate::admin::Health;
 use crate::config::EsSettings;
 use crate::sink::{DocBatch, Input};
 use crate::stats::{self, Counters};
 
+/// A document refused on its own waits `RETRY_BASE·2^(attempts-1)`, jittered, up to
+/// `RETRY_MAX`. The first waits are short: the document's whole line batch (and its share
+/// of the in-flight budget) waits with it, and a refused item usually goes with the next
+/// request anyway.
+const RETRY_BASE: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// After a request failed whole and Elasticsearch answered it (429, 5xx), sending waits at
+/// most this long once the probe says the cluster is there (a `Retry-After` may ask for
+/// more): a healthy cluster is never left idle for long.
+const PAUSE_MAX: Duration = Duration::from_secs(1);
+/// After 401/403: credentials do not fix themselves in a second.
+const AUTH_PAUSE_MAX: Duration = Duration::from_secs(30);
+/// Between probes while Elasticsearch does not answer.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// The sink with what it needs opened at start, so that a bad CA bundle, client
+/// certificate or dead-letter path stops the agent before it reads anything.
+pub struct Prepared {
+    /// The settings.
+    pub cfg: EsSettings,
+    client: reqwest::blocking::Client,
+    dlq: DeadLetters,
+}
+
+impl Prepared {
+    /// Builds the HTTP client (reading the CA bundle and client certificate) and opens the
+    /// dead-letter file.
+    pub fn open(cfg: &EsSettings) -> std::io::Result<Prepared> {
+        let client = super::connect::client(&cfg.tls).map_err(std::io::Error::other)?;
+        let dlq = DeadLetters::open(&cfg.dead_letter_path, 100 << 20, 5).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "sink.dead_letter_path {}: cannot open it for appending: {e}",
+                    cfg.dead_letter_path.display()
+                ),
+            )
+        })?;
+        Ok(Prepared {
+            cfg: cfg.clone(),
+            client,
+            dlq,
+        })
+    }
+}
+
 /// One document on its way: ranges into its line batch's buffer, no copy.
 #[derive(Clone, Copy, Debug)]
 pub struct Doc {
     batch: u64,
+    /// Times Elasticsearch refused it so far.
+    attempts: u32,
     /// Where its action starts in the batch's `docs`.
     start: u32,
     /// Where the document itself starts (its action ends).
@@ -46,7 +98,12 @@ struct State<'a> {
     /// Line batches not fully settled: seq → (batch, documents left). A few dozen at most,
     /// looked up once per document: a B-tree of integers beats hashing them.
     pending: BTreeMap<u64, (DocBatch, usize)>,
+    /// Documents to send, front first.
     queue: VecDeque<Doc>,
+    /// Documents refused on their own, each waiting for its time.
+    retries: Schedule<Doc>,
+    /// Spreads their times.
+    jitter: Jitter,
     next_seq: u64,
 }
 
@@ -64,6 +121,7 @@ impl State<'_> {
         for &(doc, end) in &batch.ends {
             self.queue.push_back(Doc {
                 batch: seq,
+                attempts: 0,
                 start,
                 doc,
                 end,
@@ -196,15 +254,46 @@ fn install_templates(client: &reqwest::blocking::Client, cfg: &EsSettings) {
     }
 }
 
+/// Why sending is paused: a request failed whole.
+#[derive(Debug)]
+struct Pause {
+    since: Instant,
+    /// Sending waits at least until then (backoff, `Retry-After`).
+    not_before: Instant,
+    /// The last probe found Elasticsearch answering.
+    up: bool,
+    /// A probe is out.
+    probing: bool,
+    /// When the next probe goes.
+    probe_at: Instant,
+}
+
+/// The sink's gauges, set about once a second.
+fn publish(
+    m: &crate::metrics::BulkMetrics,
+    pace: &Pace,
+    st: &State<'_>,
+    in_flight: usize,
+    pause: &Option<Pause>,
+    now: Instant,
+) {
+    m.concurrency.set(pace.limit() as i64);
+    m.max_bytes.set(pace.max_bytes() as i64);
+    m.in_flight.set(in_flight as i64);
+    m.retry_queue.set(st.retries.len() as i64);
+    m.retry_oldest.set(st.retries.oldest(now).as_secs_f64());
+    m.paused.set(i64::from(pause.is_some()));
+}
+
 /// Runs until the workers are done and every document is settled, or `stop` is set (then
 /// unsettled lines stay before the checkpoint and are read again at the next start).
-/// `answers` is a sender of `rx`'s channel, for the request threads.
+/// `answers` is a sender of `rx`'s channel, for the request and probe threads.
 #[allow(
     clippy::too_many_arguments,
     reason = "the stage's neighbours: channels, acknowledgements, budget, counters, metrics, health, stop"
 )]
 pub fn run(
-    cfg: &EsSettings,
+    sink: Prepared,
     rx: &Receiver<Input>,
     answers: &SyncSender<Input>,
     acks: &Acks,
@@ -214,19 +303,16 @@ pub fn run(
     health: &Health,
     stop: &AtomicBool,
 ) {
-    let client = match super::connect::client(&cfg.tls) {
-        Ok(c) => c,
-        Err(e) => return error!(error = %e, "cannot build the HTTP client"),
-    };
+    let Prepared {
+        cfg,
+        client,
+        mut dlq,
+    } = sink;
+    let cfg = &cfg;
     if cfg.install_templates {
         install_templates(&client, cfg);
     }
-    let mut dlq = match DeadLetters::open(&cfg.dead_letter_path, 100 << 20, 5) {
-        Ok(d) => d,
-        Err(e) => {
-            return error!(path = %cfg.dead_letter_path.display(), error = %e, "cannot open the dead-letter file");
-        }
-    };
+    let authorization = cfg.authorization.as_ref().map(|a| a.0.clone());
     let endpoint = Endpoint {
         // Only what `response::classify` reads: an item's status and error, in order (every
         // item has a status, so none is dropped), and a whole-request error. A tenth of the
@@ -235,88 +321,182 @@ pub fn run(
             "{}/_bulk?filter_path=errors,items.*.status,items.*.error,error",
             cfg.url
         ),
-        authorization: cfg.authorization.as_ref().map(|a| a.0.clone()),
+        authorization: authorization.clone(),
         gzip: cfg.gzip,
     };
     let pool = match Pool::start(cfg.max_concurrent_requests, &client, endpoint, answers) {
         Ok(p) => p,
         Err(e) => return error!(error = %e, "cannot start the bulk request threads"),
     };
+    let prober = match Prober::start(&client, &cfg.url, authorization, answers) {
+        Ok(p) => p,
+        Err(e) => return error!(error = %e, "cannot start the probe thread"),
+    };
     let seed = u64::from(std::process::id())
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30), seed);
+    let mut backoff = Backoff::new(Duration::from_millis(100), AUTH_PAUSE_MAX, seed);
     let mut st = State {
         acks,
         budget,
         counters,
         pending: BTreeMap::new(),
         queue: VecDeque::new(),
+        retries: Schedule::default(),
+        jitter: Jitter::new(seed.rotate_left(17)),
         next_seq: 0,
     };
+    let bulk_metrics = metrics.bulk();
+    let mut pace = Pace::new(
+        cfg.max_concurrent_requests,
+        cfg.max_batch_bytes,
+        Instant::now(),
+    );
     let mut open = true;
-    let mut in_flight = 0usize;
-    // After a retryable failure nothing is sent before this.
-    let mut paused_until: Option<Instant> = None;
-    let mut limit_bytes = cfg.max_batch_bytes;
+    // Requests out: id → when sent.
+    let mut out: BTreeMap<u64, Instant> = BTreeMap::new();
+    let mut next_id = 0u64;
+    let mut pause: Option<Pause> = None;
+    let mut publish_at = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
             if !st.pending.is_empty() {
                 warn!(
-                    documents = st.queue.len(),
-                    requests_in_flight = in_flight,
+                    documents = st.queue.len() + st.retries.len(),
+                    requests_in_flight = out.len(),
                     "stopping with documents Elasticsearch has not taken; they are read again at the next start"
                 );
             }
             return;
         }
         let now = Instant::now();
-        if paused_until.is_some_and(|p| now >= p) {
-            paused_until = None;
+        // Refused documents whose time has come go first.
+        while let Some((_, doc)) = st.retries.pop_due(now) {
+            st.queue.push_front(doc);
         }
-        // Send at once while there is room in flight; what comes meanwhile waits its turn.
-        while paused_until.is_none()
-            && in_flight < cfg.max_concurrent_requests
-            && !st.queue.is_empty()
-        {
-            let (body, docs) = body(&mut st, cfg, limit_bytes);
-            stats::add(&counters.bulk_requests, 1);
-            if !pool.send(Job { body, docs }) {
-                return error!("the bulk request threads are gone");
+        if let Some(p) = &mut pause {
+            if p.up && now >= p.not_before {
+                info!(
+                    after_ms = now.duration_since(p.since).as_millis() as u64,
+                    documents = st.queue.len() + st.retries.len(),
+                    "Elasticsearch answers again; sending"
+                );
+                pause = None;
+            } else if !p.up && !p.probing && now >= p.probe_at {
+                p.probing = prober.probe();
             }
-            in_flight += 1;
         }
-        if !open && in_flight == 0 && st.queue.is_empty() {
+        // Send at once while the pace allows; what comes meanwhile waits its turn. A
+        // request out longer than a straggler's time no longer holds a place.
+        if pause.is_none() && !st.queue.is_empty() {
+            let straggler = pace.straggler_after();
+            let mut active = out
+                .values()
+                .filter(|sent| now.duration_since(**sent) < straggler)
+                .count();
+            while !st.queue.is_empty() {
+                if active >= pace.limit() || out.len() >= cfg.max_concurrent_requests {
+                    pace.held_back();
+                    break;
+                }
+                let (body, docs) = body(&mut st, cfg, pace.max_bytes());
+                stats::add(&counters.bulk_requests, 1);
+                next_id += 1;
+                if !pool.send(Job {
+                    id: next_id,
+                    body,
+                    docs,
+                }) {
+                    return error!("the bulk request threads are gone");
+                }
+                out.insert(next_id, Instant::now());
+                active += 1;
+            }
+        }
+        if now >= publish_at {
+            publish(bulk_metrics, &pace, &st, out.len(), &pause, now);
+            publish_at = now + Duration::from_secs(1);
+        }
+        if !open && out.is_empty() && st.queue.is_empty() && st.retries.is_empty() {
+            publish(bulk_metrics, &pace, &st, 0, &pause, now);
             return;
         }
-        let wait = paused_until.map_or(Duration::from_millis(200), |p| {
-            p.saturating_duration_since(now)
-                .min(Duration::from_millis(200))
-        });
+        // Wake for the next retry due, the pause's next step, or 200 ms.
+        let mut wake = now + Duration::from_millis(200);
+        if let Some(due) = st.retries.next_due() {
+            wake = wake.min(due);
+        }
+        match &pause {
+            Some(p) if p.up => wake = wake.min(p.not_before),
+            Some(p) if !p.probing => wake = wake.min(p.probe_at),
+            _ => {}
+        }
         // Take everything that is there before sending again, so requests fill up.
-        let mut next = rx.recv_timeout(wait);
+        let mut next = rx.recv_timeout(wake.saturating_duration_since(now));
         loop {
             match next {
                 Ok(Input::Docs(batch)) => st.take(batch),
                 Ok(Input::Answer(answer)) => {
-                    in_flight -= 1;
-                    let retry = settle(
-                        &mut st,
-                        answer,
-                        &mut dlq,
-                        &mut limit_bytes,
-                        cfg,
-                        metrics,
-                        health,
-                    );
-                    match retry {
-                        Some(retry_after) => {
-                            stats::add(&counters.bulk_retries, 1);
-                            let until = Instant::now() + backoff.next(retry_after);
-                            paused_until = Some(paused_until.map_or(until, |p| p.max(until)));
+                    out.remove(&answer.id);
+                    let elapsed = answer.elapsed;
+                    let verdict = settle(&mut st, answer, &mut dlq, &mut pace, metrics, health);
+                    let now = Instant::now();
+                    pace.observe(elapsed, verdict.signal, now);
+                    if verdict.retried {
+                        stats::add(&counters.bulk_retries, 1);
+                    }
+                    match verdict.failed {
+                        Some((status, retry_after)) => {
+                            let cap = if matches!(status, 401 | 403) {
+                                AUTH_PAUSE_MAX
+                            } else {
+                                PAUSE_MAX
+                            };
+                            // No answer at all: the probe alone says when to go on.
+                            let wait = if status == 0 {
+                                Duration::ZERO
+                            } else {
+                                backoff
+                                    .next(retry_after)
+                                    .min(retry_after.unwrap_or_default().max(cap))
+                            };
+                            let since = pause.as_ref().map_or(now, |p| p.since);
+                            let not_before = pause
+                                .as_ref()
+                                .map_or(now + wait, |p| p.not_before.max(now + wait));
+                            pause = Some(Pause {
+                                since,
+                                not_before,
+                                up: false,
+                                probing: pause.as_ref().is_some_and(|p| p.probing),
+                                probe_at: now,
+                            });
                         }
-                        None => backoff.reset(),
+                        None => {
+                            backoff.reset();
+                            // Elasticsearch answered a bulk request: it is there.
+                            if verdict.answered {
+                                if let Some(p) = &mut pause {
+                                    p.up = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(Input::Probe(probe)) => {
+                    if let Some(p) = &mut pause {
+                        p.probing = false;
+                        match probe {
+                            Probe::Up => p.up = true,
+                            Probe::Down(why) => {
+                                debug!(why = %why, "Elasticsearch still does not answer");
+                                let jitter = backoff.jitter().below(PROBE_EVERY.as_millis() as u64);
+                                p.probe_at = Instant::now()
+                                    + PROBE_EVERY / 2
+                                    + Duration::from_millis(jitter);
+                            }
+                        }
                     }
                 }
                 Ok(Input::End) | Err(RecvTimeoutError::Disconnected) => open = false,
@@ -333,34 +513,66 @@ pub fn run(
     }
 }
 
-/// Settles the documents of one answer; `Some(Retry-After)` when some go back to the queue.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the answer and what it touches: state, dead letters, size limit, settings, metrics, health"
-)]
+/// What one answer did.
+struct Verdict {
+    /// What it says about Elasticsearch's load.
+    signal: Signal,
+    /// Some documents go again.
+    retried: bool,
+    /// The request failed whole: (status, 0 for no answer; `Retry-After`).
+    failed: Option<(u16, Option<Duration>)>,
+    /// Elasticsearch answered for the items.
+    answered: bool,
+}
+
+/// Settles the documents of one answer: delivered and dead-lettered ones are done, refused
+/// ones are scheduled on their own, those of a request that failed whole go back to the
+/// front of the queue.
 fn settle(
     st: &mut State<'_>,
     answer: Answer,
     dlq: &mut DeadLetters,
-    limit_bytes: &mut usize,
-    cfg: &EsSettings,
+    pace: &mut Pace,
     metrics: &crate::metrics::Metrics,
     health: &Health,
-) -> Option<Option<Duration>> {
+) -> Verdict {
     let Answer {
         docs,
         outcome,
         retry_after,
         elapsed,
+        ..
     } = answer;
     metrics.observe_bulk(elapsed.as_secs_f64());
+    let now = Instant::now();
+    let mut verdict = Verdict {
+        signal: Signal::Clean,
+        retried: false,
+        failed: None,
+        answered: false,
+    };
     let mut again = Vec::new();
     match outcome {
         Outcome::Items(items) => {
-            for (doc, item) in docs.into_iter().zip(items) {
+            let total = docs.len();
+            let mut pressed = 0usize;
+            for (mut doc, item) in docs.into_iter().zip(items) {
                 match item {
                     Item::Delivered | Item::Duplicate => st.settle(doc.batch),
-                    Item::Retry { .. } => again.push(doc),
+                    Item::Retry { status } => {
+                        pressed += 1;
+                        metrics.bulk().retried(status, 1);
+                        doc.attempts = doc.attempts.saturating_add(1);
+                        let wait = delay(
+                            doc.attempts,
+                            RETRY_BASE,
+                            RETRY_MAX,
+                            retry_after,
+                            &mut st.jitter,
+                        );
+                        st.retries.push(now + wait, now, doc);
+                        verdict.retried = true;
+                    }
                     Item::Reject {
                         status,
                         kind,
@@ -378,20 +590,32 @@ fn settle(
                     }
                 }
             }
+            if total > 0 && pressed as f64 >= PRESSURE_SHARE * total as f64 {
+                verdict.signal = Signal::Backpressure;
+            }
+            verdict.answered = true;
             health.sink_ok.store(true, Ordering::Relaxed);
-            *limit_bytes = cfg.max_batch_bytes;
         }
         Outcome::RetryAll { status, reason } => {
             health.sink_ok.store(false, Ordering::Relaxed);
-            warn!(status, reason = %reason, documents = docs.len(), "bulk request failed; sending again after a backoff");
+            metrics.bulk().retried(status, docs.len());
+            warn!(status, reason = %reason, documents = docs.len(), "bulk request failed; sending paused until Elasticsearch answers");
+            verdict.signal = match status {
+                429 => Signal::Overloaded,
+                // No answer (a dropped connection) or credentials: nothing about load.
+                0 | 401 | 403 => Signal::Neutral,
+                _ => Signal::Backpressure,
+            };
+            verdict.failed = Some((status, retry_after));
             again = docs;
         }
         Outcome::TooLarge => {
-            *limit_bytes = (*limit_bytes / 2).max(64 << 10);
+            let limit_bytes = pace.too_large();
             warn!(
-                limit_bytes = *limit_bytes,
+                limit_bytes,
                 "bulk request too large for Elasticsearch; sending smaller ones"
             );
+            verdict.signal = Signal::Neutral;
             again = docs;
         }
         Outcome::RejectAll {
@@ -400,6 +624,7 @@ fn settle(
             reason,
         } => {
             error!(status, kind = %kind, reason = %reason, "Elasticsearch refused the request; its documents go to the dead-letter file");
+            verdict.answered = true;
             let bytes: Vec<&[u8]> = docs.iter().map(|d| st.bytes(d)).collect();
             if dlq
                 .write(&bytes, status, &kind, &reason, &now_rfc3339())
@@ -414,11 +639,12 @@ fn settle(
             }
         }
     }
-    if again.is_empty() {
-        return None;
+    if !again.is_empty() {
+        verdict.retried = true;
     }
-    for doc in again.into_iter().rev() {
+    for mut doc in again.into_iter().rev() {
+        doc.attempts = doc.attempts.saturating_add(1);
         st.queue.push_front(doc);
     }
-    Some(retry_after)
+    verdict
 }
