@@ -33,6 +33,30 @@ mkdir -p "$pod" "$work/containers"
 ln "$input" "$pod/0.log" 2>/dev/null || cp "$input" "$pod/0.log"
 ln -s "$pod/0.log" "$work/containers/istio-ingressgateway-7d4f_istio-system_istio-proxy-$(printf 'a%.0s' $(seq 64)).log"
 bytes=$(stat -c %s "$input")
+# Writes lines of SRC live into DST at RATE a second for SECS, each stamped with its write
+# time; DST.written holds the count so far, DST.count the total at the end.
+cat >"$work/writer.py" <<'PY'
+import sys, time, datetime
+src, dst, rate, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+bodies = []
+with open(src) as f:
+    for line in f:
+        bodies.append(line.split(" ", 1)[1])
+        if len(bodies) >= 10000:
+            break
+out = open(dst, "a", buffering=1 << 16)
+step, n, start = 0.05, 0, time.time()
+while time.time() - start < secs:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+    for _ in range(int(rate * step)):
+        out.write(now + " " + bodies[n % len(bodies)])
+        n += 1
+    out.flush()
+    with open(dst + ".written", "w") as w:
+        print(n, file=w)
+    time.sleep(max(0, start + (n / rate) - time.time()))
+print(n, file=open(dst + ".count", "w"))
+PY
 # The agent's configuration: the sink's lines ($1), then extra top-level YAML ($2).
 config() {
   cat >"$work/config.yaml" <<YAML
@@ -161,29 +185,7 @@ config "$(es_sink)" "metrics:
   address: 127.0.0.1:0"
 env -u KUBERNETES_SERVICE_HOST "$bin" run --config "$work/config.yaml" 2>"$work/agent.log" & agent_pid=$!
 sleep 1
-python3 - "$input" "$live/0.log" "$rate" <<'PY'
-import sys, time, datetime
-src, dst, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
-bodies = []
-with open(src) as f:
-    for line in f:
-        bodies.append(line.split(" ", 1)[1])
-        if len(bodies) >= 10000:
-            break
-out = open(dst, "a", buffering=1 << 16)
-step, n, start = 0.05, 0, time.time()
-secs = float(sys.argv[4]) if len(sys.argv) > 4 else 20
-while time.time() - start < secs:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
-    for _ in range(int(rate * step)):
-        out.write(now + " " + bodies[n % len(bodies)])
-        n += 1
-    out.flush()
-    with open(dst + ".written", "w") as w:
-        print(n, file=w)
-    time.sleep(max(0, start + (n / rate) - time.time()))
-print(n, file=open(dst + ".count", "w"))
-PY
+python3 "$work/writer.py" "$input" "$live/0.log" "$rate" 20
 written=$(cat "$live/0.log.count")
 for _ in $(seq 300); do
   docs=$(es_stat docs)
@@ -210,28 +212,7 @@ config "$(es_sink)" "metrics:
   address: 127.0.0.1:0"
 env -u KUBERNETES_SERVICE_HOST "$bin" run --config "$work/config.yaml" 2>"$work/agent.log" & agent_pid=$!
 sleep 1
-python3 - "$input" "$live/0.log" "$orate" 60 <<'PY' & writer_pid=$!
-import sys, time, datetime
-src, dst, rate, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-bodies = []
-with open(src) as f:
-    for line in f:
-        bodies.append(line.split(" ", 1)[1])
-        if len(bodies) >= 10000:
-            break
-out = open(dst, "a", buffering=1 << 16)
-step, n, start = 0.05, 0, time.time()
-while time.time() - start < secs:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
-    for _ in range(int(rate * step)):
-        out.write(now + " " + bodies[n % len(bodies)])
-        n += 1
-    out.flush()
-    with open(dst + ".written", "w") as w:
-        print(n, file=w)
-    time.sleep(max(0, start + (n / rate) - time.time()))
-print(n, file=open(dst + ".count", "w"))
-PY
+python3 "$work/writer.py" "$input" "$live/0.log" "$orate" 60 & writer_pid=$!
 sleep 10; echo down >"$work/faults"
 sleep 30; : >"$work/faults"; back=$(date +%s.%N)
 sleep 0.3  # the test server reads its faults file every 100 ms

@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 
 use meshtrail_tests::agent::binary;
 
+/// The count in the demo's closing `N requests written in S s`.
+fn requests_written(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.split_once(" requests written").map(|(n, _)| n))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {stdout}"))
+}
+
 #[test]
 fn the_demo_runs_the_agent_and_stops_cleanly() {
     let dir = std::env::temp_dir().join(format!("meshtrail-demo-test-{}", std::process::id()));
@@ -30,11 +39,7 @@ fn the_demo_runs_the_agent_and_stops_cleanly() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let written: u64 = stdout
-        .lines()
-        .find_map(|l| l.split_once(" requests written").map(|(n, _)| n))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no request count in {stdout}"));
+    let written = requests_written(&stdout);
     assert!(written >= 1000, "{stdout}");
 
     let events = std::fs::read_to_string(dir.join("events.ndjson")).unwrap();
@@ -187,11 +192,7 @@ fn the_readme_first_command_runs_as_written_from_the_root() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let written: u64 = stdout
-        .lines()
-        .find_map(|l| l.split_once(" requests written").map(|(n, _)| n))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no request count in {stdout}"));
+    let written = requests_written(&stdout);
     // 20 s at the default 500 requests per second.
     assert!(written >= 5000, "{stdout}");
     let text = std::fs::read_to_string(&events).unwrap();
