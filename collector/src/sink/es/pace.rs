@@ -22,11 +22,13 @@ pub enum Signal {
     Neutral,
 }
 
-/// The share of an answer's items refused for pressure (429, 503,
-/// `es_rejected_execution_exception`) from which it counts as backpressure. Below it the
-/// refused items are retried on their own and the pace holds: a busy cluster refuses a few
-/// items of nearly every bulk, and shedding concurrency for each would starve it of work.
-pub const PRESSURE_SHARE: f64 = 0.05;
+/// The share of a window's items refused for pressure (429, 503,
+/// `es_rejected_execution_exception`) below which it never counts as backpressure, and the
+/// least rise over the usual share that does. Refused items are retried on their own: a
+/// busy cluster refuses a few items of nearly every bulk, and a share that holds steady
+/// whatever the pace does not come down by shedding concurrency (that only starves the
+/// cluster of work); a share that rises as the pace grows does.
+const PRESSURE_SHARE: f64 = 0.05;
 
 /// The limit kept after a decrease, as a share of the limit before (Vector's default).
 const DECREASE: f64 = 0.9;
@@ -49,6 +51,14 @@ struct Window {
     started: Instant,
     /// Answer times (seconds) of the answers with items.
     rtts: Vec<f64>,
+    /// Answer times of answers that came after a straggler's time: kept out of `rtts`, so
+    /// that a few 3 s answers among 50 ms ones neither move the mean (which sets the window
+    /// and the straggler time) nor read as a slower cluster. Most answers late is one, and
+    /// then they are what the mean learns.
+    late: Vec<f64>,
+    /// Items answered, and of those refused for pressure.
+    items: usize,
+    refused: usize,
     backpressure: bool,
     overloaded: bool,
     /// A request was held back by the limit: more could have been sent.
@@ -60,6 +70,9 @@ impl Window {
         Window {
             started: now,
             rtts: Vec::new(),
+            late: Vec::new(),
+            items: 0,
+            refused: 0,
             backpressure: false,
             overloaded: false,
             saturated: false,
@@ -75,6 +88,10 @@ pub struct Pace {
     max_bytes: usize,
     ceiling_bytes: usize,
     past: Option<Rtt>,
+    /// The usual share of items refused for pressure, per window.
+    refusals: Option<Rtt>,
+    /// Most answers of the last window came late.
+    late_before: bool,
     window: Window,
 }
 
@@ -88,6 +105,8 @@ impl Pace {
             max_bytes: ceiling_bytes,
             ceiling_bytes,
             past: None,
+            refusals: None,
+            late_before: false,
             window: Window::new(now),
         }
     }
@@ -122,9 +141,19 @@ impl Pace {
         Duration::from_secs_f64((4.0 * mean).max(0.5))
     }
 
+    /// An answer's items: `items` in all, `refused` of them for pressure. Called before
+    /// [`Pace::observe`] for the same answer.
+    pub fn items(&mut self, items: usize, refused: usize) {
+        self.window.items += items;
+        self.window.refused += refused;
+    }
+
     /// One answer, `rtt` from sending to its last byte.
     pub fn observe(&mut self, rtt: Duration, signal: Signal, now: Instant) {
         match signal {
+            Signal::Clean if rtt >= self.straggler_after() => {
+                self.window.late.push(rtt.as_secs_f64());
+            }
             Signal::Clean => self.window.rtts.push(rtt.as_secs_f64()),
             Signal::Backpressure => self.window.backpressure = true,
             Signal::Overloaded => {
@@ -142,6 +171,14 @@ impl Pace {
 
     fn adjust(&mut self) {
         let w = &mut self.window;
+        // One late answer alone in its window is a straggler still; late again in the next
+        // window is a slower cluster.
+        let late = w.late.len() > w.rtts.len();
+        let most_late = late && (w.late.len() > 1 || self.late_before);
+        self.late_before = late;
+        if most_late {
+            w.rtts.append(&mut w.late);
+        }
         let median = if w.rtts.is_empty() {
             None
         } else {
@@ -152,8 +189,18 @@ impl Pace {
         let slower = match (self.past, median) {
             (Some(p), Some(m)) => m > p.mean + DEVIATION_SCALE * p.deviation,
             _ => false,
+        } || most_late;
+        let share = (w.items > 0).then(|| w.refused as f64 / w.items as f64);
+        let refusing = match (self.refusals, share) {
+            (_, Some(s)) if s < PRESSURE_SHARE => false,
+            (Some(r), Some(s)) => s > r.mean + (DEVIATION_SCALE * r.deviation).max(PRESSURE_SHARE),
+            (None, Some(_)) => true,
+            (_, None) => false,
         };
-        if w.backpressure || slower {
+        if let Some(s) = share {
+            self.refusals = Some(average(self.refusals, s));
+        }
+        if w.backpressure || slower || refusing {
             self.limit = ((self.limit as f64 * DECREASE) as usize).max(1);
             if w.overloaded {
                 self.max_bytes = (self.max_bytes / 2).max(self.ceiling_bytes / MIN_SHARE);
@@ -165,17 +212,22 @@ impl Pace {
             self.max_bytes = (self.max_bytes + self.ceiling_bytes / 8).min(self.ceiling_bytes);
         }
         if let Some(m) = median {
-            self.past = Some(match self.past {
-                None => Rtt {
-                    mean: m,
-                    deviation: m / 2.0,
-                },
-                Some(p) => Rtt {
-                    mean: p.mean + ALPHA * (m - p.mean),
-                    deviation: p.deviation + ALPHA * ((m - p.mean).abs() - p.deviation),
-                },
-            });
+            self.past = Some(average(self.past, m));
         }
+    }
+}
+
+/// `past` moved towards `sample`.
+fn average(past: Option<Rtt>, sample: f64) -> Rtt {
+    match past {
+        None => Rtt {
+            mean: sample,
+            deviation: sample / 2.0,
+        },
+        Some(p) => Rtt {
+            mean: p.mean + ALPHA * (sample - p.mean),
+            deviation: p.deviation + ALPHA * ((sample - p.mean).abs() - p.deviation),
+        },
     }
 }
 
@@ -224,6 +276,39 @@ mod tests {
         assert_eq!(p.limit(), 1);
     }
 
+    /// Windows of one answer of 1,000 items, `refused` of them refused for pressure.
+    fn refusing(p: &mut Pace, now: &mut Instant, n: usize, refused: usize) {
+        for _ in 0..n {
+            p.held_back();
+            p.items(1000, refused);
+            *now += Duration::from_millis(50);
+            p.observe(Duration::from_millis(50), Signal::Clean, *now);
+        }
+    }
+
+    #[test]
+    fn a_steady_share_of_refused_items_holds_the_pace_a_rising_one_shrinks_it() {
+        let mut now = Instant::now();
+        let mut p = Pace::new(8, 5 * MB, now);
+        refusing(&mut p, &mut now, 20, 30);
+        assert_eq!(p.limit(), 8, "3 %: below the share that counts");
+        // 20 % from the start: the first window says so, the next ones hold steady.
+        let mut q = Pace::new(8, 5 * MB, now);
+        windows(&mut q, &mut now, 7, 0.05, Signal::Clean, true);
+        assert_eq!(q.limit(), 8);
+        refusing(&mut q, &mut now, 1, 200);
+        assert_eq!(q.limit(), 7);
+        refusing(&mut q, &mut now, 20, 200);
+        assert_eq!(
+            q.limit(),
+            8,
+            "a share that does not move is no reason to shrink"
+        );
+        // The share rises well over the usual: the cluster is busier.
+        refusing(&mut q, &mut now, 1, 500);
+        assert_eq!(q.limit(), 7);
+    }
+
     #[test]
     fn requests_refused_whole_shrink_the_size_too_and_clean_answers_restore_it() {
         let mut now = Instant::now();
@@ -251,6 +336,16 @@ mod tests {
         }
         windows(&mut p, &mut now, 1, 0.05, Signal::Clean, true);
         assert_eq!(p.limit(), 8);
+        // A straggler alone in its window: the limit and the mean hold.
+        windows(&mut p, &mut now, 1, 3.0, Signal::Clean, true);
+        assert_eq!(p.limit(), 8);
+        assert_eq!(p.straggler_after(), Duration::from_millis(500));
+        windows(&mut p, &mut now, 1, 0.05, Signal::Clean, true);
+        // Answers late window after window: the cluster is slower, and the straggler time
+        // learns it.
+        windows(&mut p, &mut now, 2, 2.0, Signal::Clean, true);
+        assert_eq!(p.limit(), 7);
+        assert!(p.straggler_after() > Duration::from_secs(2));
         // Every answer four times slower: the cluster is busier.
         windows(&mut p, &mut now, 1, 0.2, Signal::Clean, true);
         assert_eq!(p.limit(), 7);

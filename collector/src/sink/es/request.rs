@@ -8,25 +8,23 @@ use std::time::{Duration, Instant};
 
 use super::response::{self, Outcome};
 use super::retry::parse_retry_after;
-use super::sink::Doc;
 use crate::sink::Input;
 
-/// One request to send: its body and the documents it holds, in order.
+/// One request to send. Its documents stay with the sink, which settles them by the
+/// answer's items, in order.
 pub struct Job {
     /// Names the request in its answer.
     pub id: u64,
     /// NDJSON actions and documents, gzip-compressed when the endpoint says so.
     pub body: Vec<u8>,
-    /// What each item of the answer settles.
-    pub docs: Vec<Doc>,
+    /// Documents in the body: the items the answer must have.
+    pub items: usize,
 }
 
 /// What became of a [`Job`].
 pub struct Answer {
     /// The job's id.
     pub id: u64,
-    /// The job's documents, in request order.
-    pub docs: Vec<Doc>,
     /// Elasticsearch's judgement, per document or for the whole request.
     pub outcome: Outcome,
     /// `Retry-After`, when Elasticsearch sent one.
@@ -89,14 +87,13 @@ fn serve(
 ) {
     loop {
         let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(Job { id, body, docs }) = job else {
+        let Ok(Job { id, body, items }) = job else {
             return;
         };
         let sent = Instant::now();
-        let (outcome, retry_after) = send(client, endpoint, body, docs.len());
+        let (outcome, retry_after) = send(client, endpoint, body, items);
         let answer = Answer {
             id,
-            docs,
             outcome,
             retry_after,
             elapsed: sent.elapsed(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::dlq::DeadLetters;
-use super::pace::{PRESSURE_SHARE, Pace, Signal};
+use super::pace::{Pace, Signal};
 use super::probe::{Probe, Prober};
 use super::request::{Answer, Endpoint, Job, Pool};
 use super::response::{Item, Outcome};
@@ -40,8 +40,15 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// most this long once the probe says the cluster is there (a `Retry-After` may ask for
 /// more): a healthy cluster is never left idle for long.
 const PAUSE_MAX: Duration = Duration::from_secs(1);
+/// The first such wait: a request-level 429 from a busy cluster is usually gone by the
+/// next request, and while sending waits, nothing new goes.
+const PAUSE_BASE: Duration = Duration::from_millis(25);
 /// After 401/403: credentials do not fix themselves in a second.
 const AUTH_PAUSE_MAX: Duration = Duration::from_secs(30);
+/// Requests out may be up to this many times `sink.max_concurrent_requests`: the limit
+/// counts only requests answered in usual time, and a few slow answers must not take every
+/// place (nor their documents the whole budget).
+const STRAGGLER_PLACES: usize = 2;
 /// Between probes while Elasticsearch does not answer.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
@@ -76,18 +83,61 @@ impl Prepared {
     }
 }
 
-/// One document on its way: ranges into its line batch's buffer, no copy.
-#[derive(Clone, Copy, Debug)]
-pub struct Doc {
+/// One document on its way: ranges into its line batch's buffer, no copy, until
+/// Elasticsearch refuses it on its own; then it carries its own bytes (see
+/// [`State::detach`]).
+#[derive(Debug)]
+struct Doc {
     batch: u64,
     /// Times Elasticsearch refused it so far.
     attempts: u32,
-    /// Where its action starts in the batch's `docs`.
+    /// Where its action starts in the batch's `docs` (in `own`, once detached).
     start: u32,
     /// Where the document itself starts (its action ends).
     doc: u32,
     /// Where the document and its newline end.
     end: u32,
+    /// Its action and document, once it no longer lives in its batch's buffer.
+    own: Option<Box<[u8]>>,
+}
+
+impl Doc {
+    /// Its action, document and newline.
+    fn text<'a>(&'a self, pending: &'a BTreeMap<u64, Pending>) -> &'a [u8] {
+        let buf = match &self.own {
+            Some(own) => own,
+            None => pending.get(&self.batch).map_or(&[][..], |p| &p.batch.docs),
+        };
+        buf.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// A line batch not fully settled.
+#[derive(Debug)]
+struct Pending {
+    batch: DocBatch,
+    /// Documents not settled.
+    left: usize,
+    /// Of those, documents still in `batch.docs`. At zero the buffer goes and its share of
+    /// the in-flight budget with it, though the checkpoint still waits for the others.
+    in_place: usize,
+    /// In-flight budget this batch holds: what it reserved, less the documents of
+    /// stragglers (see [`Flight`]).
+    held: usize,
+}
+
+/// A bulk request out.
+#[derive(Debug)]
+struct Flight {
+    sent: Instant,
+    /// Its documents, in body order: the answer's items settle them.
+    docs: Vec<Doc>,
+    /// Out longer than a straggler's time: its documents no longer count against the
+    /// in-flight budget, so that one slow answer does not stop the tailer. What they hold
+    /// beyond the budget is bounded by [`STRAGGLER_PLACES`] requests of
+    /// `sink.max_batch_bytes`.
+    uncounted: bool,
 }
 
 /// Where the sink stands.
@@ -95,9 +145,9 @@ struct State<'a> {
     acks: &'a Acks,
     budget: &'a Budget,
     counters: &'a Counters,
-    /// Line batches not fully settled: seq → (batch, documents left). A few dozen at most,
-    /// looked up once per document: a B-tree of integers beats hashing them.
-    pending: BTreeMap<u64, (DocBatch, usize)>,
+    /// Line batches not fully settled, by sequence. A few dozen at most, looked up once per
+    /// document: a B-tree of integers beats hashing them.
+    pending: BTreeMap<u64, Pending>,
     /// Documents to send, front first.
     queue: VecDeque<Doc>,
     /// Documents refused on their own, each waiting for its time.
@@ -107,13 +157,27 @@ struct State<'a> {
     next_seq: u64,
 }
 
-impl State<'_> {
-    fn take(&mut self, batch: DocBatch) {
+impl<'a> State<'a> {
+    fn new(acks: &'a Acks, budget: &'a Budget, counters: &'a Counters, seed: u64) -> Self {
+        State {
+            acks,
+            budget,
+            counters,
+            pending: BTreeMap::new(),
+            queue: VecDeque::new(),
+            retries: Schedule::default(),
+            jitter: Jitter::new(seed),
+            next_seq: 0,
+        }
+    }
+
+    fn take(&mut self, mut batch: DocBatch) {
+        let held = std::mem::take(&mut batch.reserved);
         if batch.ends.is_empty() {
             if !batch.docs.is_empty() {
                 error!("a batch came without its bulk actions; it is acknowledged unsent");
             }
-            return self.finish(batch);
+            return self.finish(batch, held);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -125,40 +189,104 @@ impl State<'_> {
                 start,
                 doc,
                 end,
+                own: None,
             });
             start = end;
         }
         let n = batch.ends.len();
-        self.pending.insert(seq, (batch, n));
+        self.pending.insert(
+            seq,
+            Pending {
+                batch,
+                left: n,
+                in_place: n,
+                held,
+            },
+        );
     }
 
     /// The document, without its newline.
-    fn bytes(&self, d: &Doc) -> &[u8] {
-        let doc = self
-            .pending
-            .get(&d.batch)
-            .and_then(|(b, _)| b.docs.get(d.doc as usize..d.end as usize))
-            .unwrap_or_default();
+    fn bytes<'d>(&'d self, d: &'d Doc) -> &'d [u8] {
+        let text = d.text(&self.pending);
+        let doc = text.get((d.doc - d.start) as usize..).unwrap_or_default();
         doc.strip_suffix(b"\n").unwrap_or(doc)
     }
 
-    fn finish(&self, batch: DocBatch) {
+    fn finish(&self, batch: DocBatch, held: usize) {
         self.acks.ack(batch.file, batch.start, batch.end);
-        self.budget.release(batch.reserved);
+        self.budget.release(held);
         stats::add(&self.counters.events_acked, batch.count);
     }
 
-    fn settle(&mut self, seq: u64) {
-        let done = match self.pending.get_mut(&seq) {
-            Some((_, left)) => {
-                *left -= 1;
-                *left == 0
+    /// The documents of a straggling request stop counting against the budget (those with
+    /// their own bytes, few and small, still count).
+    fn uncount(&mut self, docs: &[Doc]) {
+        for d in docs.iter().filter(|d| d.own.is_none()) {
+            if let Some(p) = self.pending.get_mut(&d.batch) {
+                let n = ((d.end - d.start) as usize).min(p.held);
+                p.held -= n;
+                self.budget.release(n);
+            }
+        }
+    }
+
+    /// A straggler's document is back in the queue: it counts again.
+    fn recount(&mut self, d: &Doc) {
+        if d.own.is_none() {
+            if let Some(p) = self.pending.get_mut(&d.batch) {
+                let n = (d.end - d.start) as usize;
+                p.held += n;
+                self.budget.exchange(0, n);
+            }
+        }
+    }
+
+    /// Gives a refused document its own copy of its bytes, so that its batch's buffer (and
+    /// the budget it holds) need not wait for Elasticsearch to take it: the tailer keeps
+    /// reading while a few refused documents from many batches wait for their retry.
+    fn detach(&mut self, d: &mut Doc) {
+        if d.own.is_some() {
+            return;
+        }
+        let own: Box<[u8]> = d.text(&self.pending).into();
+        // Counted on top of the budget without waiting: it is a small part of what the
+        // batch gives back.
+        self.budget.exchange(0, own.len());
+        d.end -= d.start;
+        d.doc -= d.start;
+        d.start = 0;
+        d.own = Some(own);
+        self.left_in_place(d.batch);
+    }
+
+    /// One document of batch `seq` no longer needs its buffer.
+    fn left_in_place(&mut self, seq: u64) {
+        if let Some(p) = self.pending.get_mut(&seq) {
+            p.in_place = p.in_place.saturating_sub(1);
+            if p.in_place == 0 && p.left > 0 {
+                p.batch.docs = Vec::new();
+                p.batch.ends = Vec::new();
+                self.budget.release(std::mem::take(&mut p.held));
+            }
+        }
+    }
+
+    /// Elasticsearch took `d` (or the dead-letter file did).
+    fn settle(&mut self, d: Doc) {
+        match &d.own {
+            Some(own) => self.budget.release(own.len()),
+            None => self.left_in_place(d.batch),
+        }
+        let done = match self.pending.get_mut(&d.batch) {
+            Some(p) => {
+                p.left -= 1;
+                p.left == 0
             }
             None => false,
         };
         if done {
-            if let Some((batch, _)) = self.pending.remove(&seq) {
-                self.finish(batch);
+            if let Some(p) = self.pending.remove(&d.batch) {
+                self.finish(p.batch, p.held);
             }
         }
     }
@@ -172,14 +300,14 @@ impl State<'_> {
         // The run being gathered: batch, start, end.
         let mut run: Option<(u64, u32, u32)> = None;
         let pending = &self.pending;
-        let mut flush = |run: Option<(u64, u32, u32)>| {
+        // Writing into memory cannot fail.
+        let flush = |run: Option<(u64, u32, u32)>, body: &mut dyn Write| {
             let Some((batch, start, end)) = run else {
                 return;
             };
-            if let Some((b, _)) = pending.get(&batch) {
-                let text = b.docs.get(start as usize..end as usize).unwrap_or_default();
-                // Writing into memory cannot fail.
-                let _ = body.write_all(text);
+            if let Some(p) = pending.get(&batch) {
+                let text = p.batch.docs.get(start as usize..end as usize);
+                let _ = body.write_all(text.unwrap_or_default());
             }
         };
         while let Some(doc) = self.queue.pop_front() {
@@ -188,19 +316,24 @@ impl State<'_> {
                 self.queue.push_front(doc);
                 break;
             }
-            run = match run {
-                Some((batch, start, end)) if batch == doc.batch && end == doc.start => {
+            run = match (run, &doc.own) {
+                (_, Some(own)) => {
+                    flush(run, body);
+                    let _ = body.write_all(own);
+                    None
+                }
+                (Some((batch, start, end)), None) if batch == doc.batch && end == doc.start => {
                     Some((batch, start, doc.end))
                 }
-                other => {
-                    flush(other);
+                (other, None) => {
+                    flush(other, body);
                     Some((doc.batch, doc.start, doc.end))
                 }
             };
             bytes += size;
             docs.push(doc);
         }
-        flush(run);
+        flush(run, body);
         docs
     }
 }
@@ -283,6 +416,17 @@ fn publish(
     m.retry_queue.set(st.retries.len() as i64);
     m.retry_oldest.set(st.retries.oldest(now).as_secs_f64());
     m.paused.set(i64::from(pause.is_some()));
+    debug!(
+        limit = pace.limit(),
+        max_bytes = pace.max_bytes(),
+        in_flight,
+        queue = st.queue.len(),
+        retries = st.retries.len(),
+        batches = st.pending.len(),
+        budget = st.budget.used(),
+        paused = pause.is_some(),
+        "bulk pace"
+    );
 }
 
 /// Runs until the workers are done and every document is settled, or `stop` is set (then
@@ -324,7 +468,12 @@ pub fn run(
         authorization: authorization.clone(),
         gzip: cfg.gzip,
     };
-    let pool = match Pool::start(cfg.max_concurrent_requests, &client, endpoint, answers) {
+    let pool = match Pool::start(
+        cfg.max_concurrent_requests * STRAGGLER_PLACES,
+        &client,
+        endpoint,
+        answers,
+    ) {
         Ok(p) => p,
         Err(e) => return error!(error = %e, "cannot start the bulk request threads"),
     };
@@ -336,17 +485,8 @@ pub fn run(
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-    let mut backoff = Backoff::new(Duration::from_millis(100), AUTH_PAUSE_MAX, seed);
-    let mut st = State {
-        acks,
-        budget,
-        counters,
-        pending: BTreeMap::new(),
-        queue: VecDeque::new(),
-        retries: Schedule::default(),
-        jitter: Jitter::new(seed.rotate_left(17)),
-        next_seq: 0,
-    };
+    let mut backoff = Backoff::new(PAUSE_BASE, AUTH_PAUSE_MAX, seed);
+    let mut st = State::new(acks, budget, counters, seed.rotate_left(17));
     let bulk_metrics = metrics.bulk();
     let mut pace = Pace::new(
         cfg.max_concurrent_requests,
@@ -354,8 +494,7 @@ pub fn run(
         Instant::now(),
     );
     let mut open = true;
-    // Requests out: id → when sent.
-    let mut out: BTreeMap<u64, Instant> = BTreeMap::new();
+    let mut out: BTreeMap<u64, Flight> = BTreeMap::new();
     let mut next_id = 0u64;
     let mut pause: Option<Pause> = None;
     let mut publish_at = Instant::now();
@@ -387,16 +526,21 @@ pub fn run(
                 p.probing = prober.probe();
             }
         }
-        // Send at once while the pace allows; what comes meanwhile waits its turn. A
-        // request out longer than a straggler's time no longer holds a place.
+        // A request out longer than a straggler's time no longer holds a place, nor budget.
+        let straggler = pace.straggler_after();
+        for f in out.values_mut() {
+            if !f.uncounted && now.duration_since(f.sent) >= straggler {
+                f.uncounted = true;
+                st.uncount(&f.docs);
+            }
+        }
+        // Send at once while the pace allows; what comes meanwhile waits its turn.
         if pause.is_none() && !st.queue.is_empty() {
-            let straggler = pace.straggler_after();
-            let mut active = out
-                .values()
-                .filter(|sent| now.duration_since(**sent) < straggler)
-                .count();
+            let mut active = out.values().filter(|f| !f.uncounted).count();
             while !st.queue.is_empty() {
-                if active >= pace.limit() || out.len() >= cfg.max_concurrent_requests {
+                if active >= pace.limit()
+                    || out.len() >= cfg.max_concurrent_requests * STRAGGLER_PLACES
+                {
                     pace.held_back();
                     break;
                 }
@@ -406,11 +550,16 @@ pub fn run(
                 if !pool.send(Job {
                     id: next_id,
                     body,
-                    docs,
+                    items: docs.len(),
                 }) {
                     return error!("the bulk request threads are gone");
                 }
-                out.insert(next_id, Instant::now());
+                let flight = Flight {
+                    sent: Instant::now(),
+                    docs,
+                    uncounted: false,
+                };
+                out.insert(next_id, flight);
                 active += 1;
             }
         }
@@ -438,50 +587,55 @@ pub fn run(
             match next {
                 Ok(Input::Docs(batch)) => st.take(batch),
                 Ok(Input::Answer(answer)) => {
-                    out.remove(&answer.id);
-                    let elapsed = answer.elapsed;
-                    let verdict = settle(&mut st, answer, &mut dlq, &mut pace, metrics, health);
-                    let now = Instant::now();
-                    pace.observe(elapsed, verdict.signal, now);
-                    if verdict.retried {
-                        stats::add(&counters.bulk_retries, 1);
-                    }
-                    match verdict.failed {
-                        Some((status, retry_after)) => {
-                            let cap = if matches!(status, 401 | 403) {
-                                AUTH_PAUSE_MAX
-                            } else {
-                                PAUSE_MAX
-                            };
-                            // No answer at all: the probe alone says when to go on.
-                            let wait = if status == 0 {
-                                Duration::ZERO
-                            } else {
-                                backoff
-                                    .next(retry_after)
-                                    .min(retry_after.unwrap_or_default().max(cap))
-                            };
-                            let since = pause.as_ref().map_or(now, |p| p.since);
-                            let not_before = pause
-                                .as_ref()
-                                .map_or(now + wait, |p| p.not_before.max(now + wait));
-                            pause = Some(Pause {
-                                since,
-                                not_before,
-                                up: false,
-                                probing: pause.as_ref().is_some_and(|p| p.probing),
-                                probe_at: now,
-                            });
+                    if let Some(flight) = out.remove(&answer.id) {
+                        let elapsed = answer.elapsed;
+                        let verdict = settle(
+                            &mut st, flight, answer, &mut dlq, &mut pace, metrics, health,
+                        );
+                        let now = Instant::now();
+                        pace.observe(elapsed, verdict.signal, now);
+                        if verdict.retried {
+                            stats::add(&counters.bulk_retries, 1);
                         }
-                        None => {
-                            backoff.reset();
-                            // Elasticsearch answered a bulk request: it is there.
-                            if verdict.answered {
-                                if let Some(p) = &mut pause {
-                                    p.up = true;
+                        match verdict.failed {
+                            Some((status, retry_after)) => {
+                                let cap = if matches!(status, 401 | 403) {
+                                    AUTH_PAUSE_MAX
+                                } else {
+                                    PAUSE_MAX
+                                };
+                                // No answer at all: the probe alone says when to go on.
+                                let wait = if status == 0 {
+                                    Duration::ZERO
+                                } else {
+                                    backoff
+                                        .next(retry_after)
+                                        .min(retry_after.unwrap_or_default().max(cap))
+                                };
+                                let since = pause.as_ref().map_or(now, |p| p.since);
+                                let not_before = pause
+                                    .as_ref()
+                                    .map_or(now + wait, |p| p.not_before.max(now + wait));
+                                pause = Some(Pause {
+                                    since,
+                                    not_before,
+                                    up: false,
+                                    probing: pause.as_ref().is_some_and(|p| p.probing),
+                                    probe_at: now,
+                                });
+                            }
+                            None => {
+                                backoff.reset();
+                                // Elasticsearch answered a bulk request: it is there.
+                                if verdict.answered {
+                                    if let Some(p) = &mut pause {
+                                        p.up = true;
+                                    }
                                 }
                             }
                         }
+                    } else {
+                        error!(id = answer.id, "an answer to no request; ignored");
                     }
                 }
                 Ok(Input::Probe(probe)) => {
@@ -528,8 +682,13 @@ struct Verdict {
 /// Settles the documents of one answer: delivered and dead-lettered ones are done, refused
 /// ones are scheduled on their own, those of a request that failed whole go back to the
 /// front of the queue.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the answer, what it settles, and where the outcomes go"
+)]
 fn settle(
     st: &mut State<'_>,
+    flight: Flight,
     answer: Answer,
     dlq: &mut DeadLetters,
     pace: &mut Pace,
@@ -537,12 +696,14 @@ fn settle(
     health: &Health,
 ) -> Verdict {
     let Answer {
-        docs,
         outcome,
         retry_after,
         elapsed,
         ..
     } = answer;
+    let Flight {
+        docs, uncounted, ..
+    } = flight;
     metrics.observe_bulk(elapsed.as_secs_f64());
     let now = Instant::now();
     let mut verdict = Verdict {
@@ -558,11 +719,12 @@ fn settle(
             let mut pressed = 0usize;
             for (mut doc, item) in docs.into_iter().zip(items) {
                 match item {
-                    Item::Delivered | Item::Duplicate => st.settle(doc.batch),
+                    Item::Delivered | Item::Duplicate => st.settle(doc),
                     Item::Retry { status } => {
                         pressed += 1;
                         metrics.bulk().retried(status, 1);
                         doc.attempts = doc.attempts.saturating_add(1);
+                        st.detach(&mut doc);
                         let wait = delay(
                             doc.attempts,
                             RETRY_BASE,
@@ -586,13 +748,11 @@ fn settle(
                             continue;
                         }
                         stats::add(&st.counters.dead_letters, 1);
-                        st.settle(doc.batch);
+                        st.settle(doc);
                     }
                 }
             }
-            if total > 0 && pressed as f64 >= PRESSURE_SHARE * total as f64 {
-                verdict.signal = Signal::Backpressure;
-            }
+            pace.items(total, pressed);
             verdict.answered = true;
             health.sink_ok.store(true, Ordering::Relaxed);
         }
@@ -631,8 +791,8 @@ fn settle(
                 .is_ok()
             {
                 stats::add(&st.counters.dead_letters, docs.len() as u64);
-                for d in &docs {
-                    st.settle(d.batch);
+                for d in docs {
+                    st.settle(d);
                 }
             } else {
                 again = docs;
@@ -644,7 +804,102 @@ fn settle(
     }
     for mut doc in again.into_iter().rev() {
         doc.attempts = doc.attempts.saturating_add(1);
+        if uncounted {
+            st.recount(&doc);
+        }
         st.queue.push_front(doc);
     }
     verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch of `n` documents of 100 bytes each (a 20-byte action, then 80 bytes) over
+    /// `file`'s bytes `0..n*10`, holding `n * 100` of the budget.
+    fn batch(n: u32) -> DocBatch {
+        let mut docs = Vec::new();
+        let mut ends = Vec::new();
+        for i in 0..n {
+            docs.extend_from_slice(&[b'a'; 20]);
+            docs.extend_from_slice(&[b'0' + (i % 10) as u8; 79]);
+            docs.push(b'\n');
+            ends.push((i * 100 + 20, (i + 1) * 100));
+        }
+        DocBatch {
+            file: 1,
+            start: 0,
+            end: u64::from(n) * 10,
+            docs,
+            count: u64::from(n),
+            reserved: n as usize * 100,
+            ends,
+        }
+    }
+
+    #[test]
+    fn refused_and_straggling_documents_give_the_budget_back_and_the_checkpoint_waits() {
+        let (acks, budget, counters) = (Acks::default(), Budget::new(1 << 20), Counters::default());
+        acks.register(1, 0);
+        assert!(budget.acquire(1000, Duration::ZERO));
+        let mut st = State::new(&acks, &budget, &counters, 1);
+        st.take(batch(10));
+        let mut body = Vec::new();
+        let mut docs = st.fill(&mut body, 100, 1 << 20);
+        assert_eq!(body.len(), 1000, "every action and document, once");
+        // The request straggles: its documents stop counting.
+        st.uncount(&docs);
+        assert_eq!(budget.used(), 0);
+        // Its answer: nine stored, one refused and detached with its own bytes.
+        let mut refused = docs.pop().expect("ten documents");
+        for d in docs {
+            st.settle(d);
+        }
+        st.detach(&mut refused);
+        assert_eq!(
+            budget.used(),
+            100,
+            "the copy counts, the batch no longer does"
+        );
+        assert!(st.pending.get(&0).is_some_and(|p| p.batch.docs.is_empty()));
+        assert_eq!(
+            acks.watermark(1),
+            Some(0),
+            "the checkpoint waits for the refused one"
+        );
+        assert_eq!(st.bytes(&refused), [&[b'9'; 79][..]].concat());
+        // Sent again on its own, and stored.
+        st.queue.push_back(refused);
+        let mut again = Vec::new();
+        let docs = st.fill(&mut again, 100, 1 << 20);
+        assert_eq!(again, [&[b'a'; 20][..], &[b'9'; 79], b"\n"].concat());
+        for d in docs {
+            st.settle(d);
+        }
+        assert_eq!(budget.used(), 0);
+        assert_eq!(acks.watermark(1), Some(100));
+        assert!(st.pending.is_empty());
+    }
+
+    #[test]
+    fn a_stragglers_documents_sent_back_count_again() {
+        let (acks, budget, counters) = (Acks::default(), Budget::new(1 << 20), Counters::default());
+        acks.register(1, 0);
+        assert!(budget.acquire(300, Duration::ZERO));
+        let mut st = State::new(&acks, &budget, &counters, 1);
+        st.take(batch(3));
+        let docs = st.fill(&mut Vec::new(), 100, 1 << 20);
+        st.uncount(&docs);
+        assert_eq!(budget.used(), 0);
+        for d in &docs {
+            st.recount(d);
+        }
+        assert_eq!(budget.used(), 300);
+        for d in docs {
+            st.settle(d);
+        }
+        assert_eq!(budget.used(), 0);
+        assert_eq!(acks.watermark(1), Some(30));
+    }
 }
