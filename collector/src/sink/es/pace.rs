@@ -1,7 +1,7 @@
 //! How hard the sink pushes: adaptive request concurrency (after Vector's ARC) and the
 //! request size. Additive increase while Elasticsearch answers fast and clean, multiplicative
-//! decrease when it pushes back (requests refused whole, many items refused for pressure,
-//! answers slower than usual). Decisions are taken once per window of about one answer
+//! decrease when it pushes back (requests refused whole, a share of items refused for
+//! pressure rising over its usual level, answers slower than usual). Decisions are taken once per window of about one answer
 //! time, so one answer never moves the limit twice. `sink.max_concurrent_requests` and
 //! `sink.max_batch_bytes` are the ceilings.
 
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 /// What one answer says about Elasticsearch's load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// Every item taken, or refused only for reasons that are not load (a mapping error, a
-    /// few pressure refusals below [`PRESSURE_SHARE`]).
+    /// An answer with items, whatever they say: refused items are counted apart
+    /// ([`Pace::items`]).
     Clean,
-    /// Slow down: many items refused for pressure, 5xx, no answer.
+    /// Slow down: the request refused whole with 5xx.
     Backpressure,
     /// The request itself was refused for pressure (429: indexing pressure is counted in
     /// bytes): fewer and smaller requests.
