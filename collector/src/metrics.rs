@@ -360,6 +360,12 @@ const PIPELINE: &[(&str, &str, &str, bool)] = &[
         false,
     ),
     (
+        "bulk_hedges",
+        "meshtrail_bulk_hedged_requests_total",
+        "Straggling Elasticsearch _bulk requests sent a second time while the first was still out; the first answer settles their documents.",
+        false,
+    ),
+    (
         "dead_letters",
         "meshtrail_dead_letters_total",
         "Documents Elasticsearch refused for good, written to the dead-letter file.",

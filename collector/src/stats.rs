@@ -55,6 +55,8 @@ counters! {
     bulk_requests,
     /// `_bulk` requests followed by a retry (of all or some documents).
     bulk_retries,
+    /// Straggling `_bulk` requests sent again (hedged) while the first copy was out.
+    bulk_hedges,
     /// Documents written to the dead-letter file.
     dead_letters,
 }

@@ -6,6 +6,8 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::response::{self, Outcome};
 use super::retry::parse_retry_after;
 use crate::sink::Input;
@@ -15,8 +17,10 @@ use crate::sink::Input;
 pub struct Job {
     /// Names the request in its answer.
     pub id: u64,
-    /// NDJSON actions and documents, gzip-compressed when the endpoint says so.
-    pub body: Vec<u8>,
+    /// NDJSON actions and documents, gzip-compressed when the endpoint says so. Shared,
+    /// not copied, with the sink, which sends the same body again if the request fails
+    /// whole or straggles.
+    pub body: Bytes,
     /// Documents in the body: the items the answer must have.
     pub items: usize,
 }
@@ -108,7 +112,7 @@ fn serve(
 fn send(
     client: &reqwest::blocking::Client,
     endpoint: &Endpoint,
-    body: Vec<u8>,
+    body: Bytes,
     items: usize,
 ) -> (Outcome, Option<Duration>) {
     let mut req = client

@@ -56,6 +56,14 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// Elasticsearch judged the documents (stored, refused, or rejected for good), as
+    /// opposed to a request that failed whole and whose documents go again unjudged.
+    pub fn answered_items(&self) -> bool {
+        matches!(self, Outcome::Items(_) | Outcome::RejectAll { .. })
+    }
+}
+
 fn error_of(v: &Value) -> (String, String) {
     let e = &v["error"];
     let kind = e["type"].as_str().unwrap_or("unknown").to_owned();
@@ -89,6 +97,84 @@ fn item(entry: &Value) -> Item {
     }
 }
 
+/// A `_bulk` answer's items, read into types: building a map per item (serde_json's
+/// `Value`) cost more than the rest of the answer when a few items in every answer fail.
+#[derive(serde::Deserialize)]
+struct Entries<'a> {
+    #[serde(borrow)]
+    items: Vec<Entry<'a>>,
+}
+
+/// One item: a one-key object named after the action.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Entry<'a> {
+    Create(#[serde(borrow)] Answered<'a>),
+    Index(#[serde(borrow)] Answered<'a>),
+    Update(#[serde(borrow)] Answered<'a>),
+    Delete(#[serde(borrow)] Answered<'a>),
+}
+
+#[derive(serde::Deserialize)]
+struct Answered<'a> {
+    status: Option<u16>,
+    #[serde(borrow)]
+    error: Option<ItemError<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ItemError<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Entry<'_> {
+    /// The item's outcome, by the same rules as [`item`]; `None` for an error without a
+    /// reason, which [`item`] reads whole.
+    fn outcome(self) -> Option<Item> {
+        let (create, answered) = match self {
+            Entry::Create(a) => (true, a),
+            Entry::Index(a) | Entry::Update(a) | Entry::Delete(a) => (false, a),
+        };
+        let status = answered.status.unwrap_or(0);
+        let (kind, reason) = match answered.error {
+            Some(ItemError {
+                kind,
+                reason: Some(reason),
+            }) => (
+                kind.unwrap_or(std::borrow::Cow::Borrowed("unknown")),
+                reason,
+            ),
+            Some(_) => return None,
+            None => ("unknown".into(), "null".into()),
+        };
+        Some(match status {
+            200..=299 => Item::Delivered,
+            409 if create && kind == "version_conflict_engine_exception" => Item::Duplicate,
+            429 | 500..=599 => Item::Retry { status },
+            _ if kind == "es_rejected_execution_exception" => Item::Retry { status },
+            0 => Item::Retry { status },
+            _ => Item::Reject {
+                status,
+                kind: kind.into_owned(),
+                reason: reason.into_owned(),
+            },
+        })
+    }
+}
+
+/// The items of a 200 answer of `sent` documents, read into types; `None` when the answer
+/// is not in the usual shape (then it is read as a `Value`).
+fn typed_items(body: &[u8], sent: usize) -> Option<Vec<Item>> {
+    let Entries { items } = serde_json::from_slice(body).ok()?;
+    if items.len() != sent {
+        return None;
+    }
+    items.into_iter().map(Entry::outcome).collect()
+}
+
 /// The top of a `_bulk` answer, read without building its items.
 #[derive(serde::Deserialize)]
 struct Summary {
@@ -108,6 +194,11 @@ pub fn classify(status: u16, body: &[u8], sent: usize) -> Outcome {
         && items.len() == sent
     {
         return Outcome::Items(vec![Item::Delivered; sent]);
+    }
+    if status == 200
+        && let Some(items) = typed_items(body, sent)
+    {
+        return Outcome::Items(items);
     }
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     match status {
@@ -289,5 +380,102 @@ mod tests {
             classify(200, b"not json", 1),
             Outcome::RetryAll { .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod typed {
+    use super::*;
+
+    /// The Value reading, the one the typed reading must agree with.
+    fn by_value(body: &[u8]) -> Vec<Item> {
+        let v: Value = serde_json::from_slice(body).expect("JSON");
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(item)
+            .collect()
+    }
+
+    #[test]
+    fn typed_items_read_as_the_value_reading_does() {
+        let bodies: [&[u8]; 6] = [
+            include_bytes!(
+                "../../../../tests/fixtures/es/bulk-response-create-400-document_parsing_exception.es8-capture.json"
+            ),
+            include_bytes!(
+                "../../../../tests/fixtures/es/bulk-response-create-409-version_conflict.go-client-fixture.json"
+            ),
+            include_bytes!(
+                "../../../../tests/fixtures/es/bulk-response-create-all-success.es8-capture.json"
+            ),
+            include_bytes!(
+                "../../../../tests/fixtures/es/bulk-response-index-400-mapper_parsing_exception.es7-capture.json"
+            ),
+            include_bytes!(
+                "../../../../tests/fixtures/es/bulk-response-mixed-ops-all-success.es9-docs.json"
+            ),
+            include_bytes!(
+                "../../../../tests/fixtures/es/bulk-response-update-404-document_missing-plus-create-201.es9-docs.json"
+            ),
+        ];
+        for body in bodies {
+            let expected = by_value(body);
+            assert_eq!(typed_items(body, expected.len()), Some(expected));
+        }
+    }
+
+    proptest::proptest! {
+        /// Items as the agent's `filter_path` leaves them, with any status and error.
+        #[test]
+        fn any_item_reads_as_the_value_reading_does(
+            items in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["create", "index", "update", "delete"]),
+                    proptest::option::of(proptest::sample::select(vec![200u16, 201, 400, 404, 409, 429, 500, 503, 0])),
+                    proptest::option::of((
+                        proptest::option::of(proptest::sample::select(vec![
+                            "version_conflict_engine_exception",
+                            "es_rejected_execution_exception",
+                            "document_parsing_exception",
+                            "x\"y",
+                        ])),
+                        proptest::option::of("[a-z \\\\\"é]{0,12}"),
+                    )),
+                ),
+                0..20,
+            )
+        ) {
+            let entries: Vec<Value> = items
+                .iter()
+                .map(|(action, status, error)| {
+                    let mut body = serde_json::Map::new();
+                    if let Some(s) = status {
+                        body.insert("status".into(), (*s).into());
+                    }
+                    if let Some((kind, reason)) = error {
+                        let mut e = serde_json::Map::new();
+                        if let Some(k) = kind {
+                            e.insert("type".into(), (*k).into());
+                        }
+                        if let Some(r) = reason {
+                            e.insert("reason".into(), r.clone().into());
+                        }
+                        body.insert("error".into(), e.into());
+                    }
+                    serde_json::json!({ *action: body })
+                })
+                .collect();
+            let body = serde_json::to_vec(&serde_json::json!({"errors": true, "items": entries}))
+                .expect("serialisable");
+            let expected = by_value(&body);
+            // An error without a reason is left to the Value reading.
+            let typed = typed_items(&body, expected.len());
+            if items.iter().all(|(_, _, e)| e.as_ref().is_none_or(|(_, r)| r.is_some())) {
+                proptest::prop_assert_eq!(typed, Some(expected.clone()));
+            }
+            proptest::prop_assert_eq!(classify(200, &body, expected.len()), Outcome::Items(expected));
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tracing::{debug, error, info, warn};
 
 use super::dlq::DeadLetters;
@@ -49,8 +50,20 @@ const AUTH_PAUSE_MAX: Duration = Duration::from_secs(30);
 /// counts only requests answered in usual time, and a few slow answers must not take every
 /// place (nor their documents the whole budget).
 const STRAGGLER_PLACES: usize = 2;
+/// Request threads per place: a voided copy (see [`Flight::void`]) holds nothing but its
+/// thread until its answer comes, and must not keep a fresh request waiting for one.
+const THREADS_PER_PLACE: usize = 2;
 /// Between probes while Elasticsearch does not answer.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// A straggler is sent again once it has been out this many straggler times, if the sink
+/// has nothing else to send and a place is free: one slow answer (a busy shard, a long GC
+/// pause) then costs about that, not its whole time, and a checkpoint or an `--once` run
+/// does not wait for it. Hedging only idle places keeps the extra load to the few
+/// requests that are far slower than the rest.
+const HEDGE_AFTER: u32 = 1;
+/// Copies of one request out at once, at most: a hedge may straggle too (a one in thirty
+/// chance with a slow answer in thirty), but four copies would only add load.
+const MAX_COPIES: usize = 3;
 
 /// The sink with what it needs opened at start, so that a bad CA bundle, client
 /// certificate or dead-letter path stops the agent before it reads anything.
@@ -102,6 +115,16 @@ struct Doc {
 }
 
 impl Doc {
+    /// A second copy for a hedged request (see [`Flight::twin`]). Exactly one of the two
+    /// is ever settled; the other is dropped, so a detached copy's bytes, counted once
+    /// against the budget, are given back once.
+    fn hedge_copy(&self) -> Doc {
+        Doc {
+            own: self.own.clone(),
+            ..*self
+        }
+    }
+
     /// Its action, document and newline.
     fn text<'a>(&'a self, pending: &'a BTreeMap<u64, Pending>) -> &'a [u8] {
         let buf = match &self.own {
@@ -131,6 +154,9 @@ struct Pending {
 #[derive(Debug)]
 struct Flight {
     sent: Instant,
+    /// What was sent: sent again as it is if the request fails whole or straggles, not
+    /// compressed a second time.
+    body: Bytes,
     /// Its documents, in body order: the answer's items settle them.
     docs: Vec<Doc>,
     /// Out longer than a straggler's time: its documents no longer count against the
@@ -138,6 +164,75 @@ struct Flight {
     /// beyond the budget is bounded by [`STRAGGLER_PLACES`] requests of
     /// `sink.max_batch_bytes`.
     uncounted: bool,
+    /// The other requests out with the same documents (at most [`MAX_COPIES`] in all): a
+    /// straggler is sent again when the sink has nothing else to send. Whichever copy
+    /// answers first for the items settles them and voids the others (`create` with the
+    /// document's `_id` makes a second store a 409 duplicate, never a second document).
+    twins: Vec<u64>,
+    /// A twin answered first: its answer settles nothing.
+    void: bool,
+}
+
+impl Flight {
+    fn new(body: Bytes, docs: Vec<Doc>, uncounted: bool) -> Flight {
+        Flight {
+            sent: Instant::now(),
+            body,
+            docs,
+            uncounted,
+            twins: Vec::new(),
+            void: false,
+        }
+    }
+}
+
+/// The requests to send again now, at most `n`: the youngest copy of each group of
+/// copies whose every copy has been out `after` or longer (a straggler's time), while the
+/// group may grow.
+fn hedges_due(out: &BTreeMap<u64, Flight>, now: Instant, after: Duration, n: usize) -> Vec<u64> {
+    out.iter()
+        .filter(|(_, f)| {
+            f.uncounted
+                && !f.void
+                && f.twins.len() + 1 < MAX_COPIES
+                && now.duration_since(f.sent) >= after
+                && f.twins
+                    .iter()
+                    .all(|t| out.get(t).is_none_or(|o| o.sent <= f.sent))
+        })
+        .map(|(&id, _)| id)
+        .take(n)
+        .collect()
+}
+
+/// Copy `id` of a group (see [`Flight::twins`]) has its answer; `answered`: Elasticsearch
+/// judged its items. Then the other copies are voided: their answers settle nothing. If it
+/// failed whole while other copies are still out, it gives up its documents: they wait
+/// for those answers instead of being sent a fourth time.
+fn answered_copy(out: &mut BTreeMap<u64, Flight>, flight: &mut Flight, id: u64, answered: bool) {
+    let mut others = false;
+    for t in &flight.twins {
+        let Some(twin) = out.get_mut(t) else {
+            continue;
+        };
+        others = true;
+        if answered {
+            twin.void = true;
+            twin.docs = Vec::new();
+        } else {
+            twin.twins.retain(|&o| o != id);
+        }
+    }
+    if others && !answered {
+        flight.docs = Vec::new();
+    }
+}
+
+/// A request that failed whole: its body and documents, to go again.
+#[derive(Debug)]
+struct Resend {
+    body: Bytes,
+    docs: Vec<Doc>,
 }
 
 /// Where the sink stands.
@@ -148,6 +243,9 @@ struct State<'a> {
     /// Line batches not fully settled, by sequence. A few dozen at most, looked up once per
     /// document: a B-tree of integers beats hashing them.
     pending: BTreeMap<u64, Pending>,
+    /// Requests that failed whole, to send again as they were (front first), before the
+    /// queue.
+    resend: VecDeque<Resend>,
     /// Documents to send, front first.
     queue: VecDeque<Doc>,
     /// Documents refused on their own, each waiting for its time.
@@ -164,6 +262,7 @@ impl<'a> State<'a> {
             budget,
             counters,
             pending: BTreeMap::new(),
+            resend: VecDeque::new(),
             queue: VecDeque::new(),
             retries: Schedule::default(),
             jitter: Jitter::new(seed),
@@ -203,6 +302,18 @@ impl<'a> State<'a> {
                 held,
             },
         );
+    }
+
+    /// Nothing waits to be sent now (retries wait for their time).
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.resend.is_empty()
+    }
+
+    /// Documents not yet settled that wait here (not in a request).
+    fn waiting(&self) -> usize {
+        self.queue.len()
+            + self.retries.len()
+            + self.resend.iter().map(|r| r.docs.len()).sum::<usize>()
     }
 
     /// The document, without its newline.
@@ -291,12 +402,28 @@ impl<'a> State<'a> {
         }
     }
 
-    /// Writes documents from the front of the queue, each after its action, into a bulk
-    /// body, within the bounds (`max_bytes` uncompressed). Documents that lie one after the
-    /// other in their batch go in as one slice: each call into the compressor costs.
+    /// Takes documents from the front of the queue, within the bounds (`max_bytes`
+    /// uncompressed), and writes each after its action into a bulk body.
     fn fill(&mut self, body: &mut impl Write, max_docs: usize, max_bytes: usize) -> Vec<Doc> {
         let mut docs = Vec::new();
         let mut bytes = 0;
+        while let Some(doc) = self.queue.pop_front() {
+            let size = (doc.end - doc.start) as usize;
+            if !docs.is_empty() && (docs.len() >= max_docs || bytes + size > max_bytes) {
+                self.queue.push_front(doc);
+                break;
+            }
+            bytes += size;
+            docs.push(doc);
+        }
+        self.write(body, &docs);
+        docs
+    }
+
+    /// Writes `docs`, each after its action, into a bulk body. Documents that lie one
+    /// after the other in their batch go in as one slice: each call into the compressor
+    /// costs.
+    fn write(&self, body: &mut impl Write, docs: &[Doc]) {
         // The run being gathered: batch, start, end.
         let mut run: Option<(u64, u32, u32)> = None;
         let pending = &self.pending;
@@ -310,12 +437,7 @@ impl<'a> State<'a> {
                 let _ = body.write_all(text.unwrap_or_default());
             }
         };
-        while let Some(doc) = self.queue.pop_front() {
-            let size = (doc.end - doc.start) as usize;
-            if !docs.is_empty() && (docs.len() >= max_docs || bytes + size > max_bytes) {
-                self.queue.push_front(doc);
-                break;
-            }
+        for doc in docs {
             run = match (run, &doc.own) {
                 (_, Some(own)) => {
                     flush(run, body);
@@ -330,25 +452,22 @@ impl<'a> State<'a> {
                     Some((doc.batch, doc.start, doc.end))
                 }
             };
-            bytes += size;
-            docs.push(doc);
         }
         flush(run, body);
-        docs
     }
 }
 
 /// A bulk body from the front of the queue, compressed as it is written: no uncompressed
 /// copy of the request is ever held.
-fn body(st: &mut State<'_>, cfg: &EsSettings, max_bytes: usize) -> (Vec<u8>, Vec<Doc>) {
+fn body(st: &mut State<'_>, cfg: &EsSettings, max_bytes: usize) -> (Bytes, Vec<Doc>) {
     if !cfg.gzip {
         let mut body = Vec::new();
         let docs = st.fill(&mut body, cfg.max_batch_docs, max_bytes);
-        return (body, docs);
+        return (body.into(), docs);
     }
     let mut gz = super::gzip::Gzip::new(Vec::new());
     let docs = st.fill(&mut gz, cfg.max_batch_docs, max_bytes);
-    (gz.finish(), docs)
+    (gz.finish().into(), docs)
 }
 
 fn now_rfc3339() -> String {
@@ -421,6 +540,7 @@ fn publish(
         max_bytes = pace.max_bytes(),
         in_flight,
         queue = st.queue.len(),
+        resend = st.resend.len(),
         retries = st.retries.len(),
         batches = st.pending.len(),
         budget = st.budget.used(),
@@ -469,7 +589,7 @@ pub fn run(
         gzip: cfg.gzip,
     };
     let pool = match Pool::start(
-        cfg.max_concurrent_requests * STRAGGLER_PLACES,
+        cfg.max_concurrent_requests * STRAGGLER_PLACES * THREADS_PER_PLACE,
         &client,
         endpoint,
         answers,
@@ -502,7 +622,7 @@ pub fn run(
         if stop.load(Ordering::Relaxed) {
             if !st.pending.is_empty() {
                 warn!(
-                    documents = st.queue.len() + st.retries.len(),
+                    documents = st.waiting(),
                     requests_in_flight = out.len(),
                     "stopping with documents Elasticsearch has not taken; they are read again at the next start"
                 );
@@ -518,7 +638,7 @@ pub fn run(
             if p.up && now >= p.not_before {
                 info!(
                     after_ms = now.duration_since(p.since).as_millis() as u64,
-                    documents = st.queue.len() + st.retries.len(),
+                    documents = st.waiting(),
                     "Elasticsearch answers again; sending"
                 );
                 pause = None;
@@ -534,45 +654,89 @@ pub fn run(
                 st.uncount(&f.docs);
             }
         }
+        let places = cfg.max_concurrent_requests * STRAGGLER_PLACES;
+        let threads = places * THREADS_PER_PLACE;
+        // Requests that still settle documents; voided copies only hold a thread.
+        let mut live = out.values().filter(|f| !f.void).count();
+        let free = |live: usize, out: usize| places.saturating_sub(live).min(threads - out);
+        // Nothing else to send: a straggler goes again on an idle place.
+        if pause.is_none() && st.idle() && free(live, out.len()) > 0 {
+            let hedge_after = straggler * HEDGE_AFTER;
+            for id in hedges_due(&out, now, hedge_after, free(live, out.len())) {
+                let Some(first) = out.get(&id) else {
+                    continue;
+                };
+                let docs: Vec<Doc> = first.docs.iter().map(Doc::hedge_copy).collect();
+                let body = first.body.clone();
+                let mut twins = first.twins.clone();
+                twins.push(id);
+                next_id += 1;
+                for t in &twins {
+                    if let Some(f) = out.get_mut(t) {
+                        f.twins.push(next_id);
+                    }
+                }
+                let job = Job {
+                    id: next_id,
+                    body: body.clone(),
+                    items: docs.len(),
+                };
+                stats::add(&counters.bulk_requests, 1);
+                stats::add(&counters.bulk_hedges, 1);
+                if !pool.send(job) {
+                    return error!("the bulk request threads are gone");
+                }
+                // Its documents were uncounted with the first copy.
+                let mut copy = Flight::new(body, docs, true);
+                copy.twins = twins;
+                out.insert(next_id, copy);
+                live += 1;
+            }
+        }
         // Send at once while the pace allows; what comes meanwhile waits its turn.
-        if pause.is_none() && !st.queue.is_empty() {
+        if pause.is_none() && !st.idle() {
             let mut active = out.values().filter(|f| !f.uncounted).count();
-            while !st.queue.is_empty() {
-                if active >= pace.limit()
-                    || out.len() >= cfg.max_concurrent_requests * STRAGGLER_PLACES
-                {
+            while !st.idle() {
+                if active >= pace.limit() || free(live, out.len()) == 0 {
                     pace.held_back();
                     break;
                 }
-                let (body, docs) = body(&mut st, cfg, pace.max_bytes());
+                let (body, docs) = match st.resend.pop_front() {
+                    Some(Resend { body, docs }) => (body, docs),
+                    None => body(&mut st, cfg, pace.max_bytes()),
+                };
                 stats::add(&counters.bulk_requests, 1);
                 next_id += 1;
                 if !pool.send(Job {
                     id: next_id,
-                    body,
+                    body: body.clone(),
                     items: docs.len(),
                 }) {
                     return error!("the bulk request threads are gone");
                 }
-                let flight = Flight {
-                    sent: Instant::now(),
-                    docs,
-                    uncounted: false,
-                };
-                out.insert(next_id, flight);
+                out.insert(next_id, Flight::new(body, docs, false));
                 active += 1;
+                live += 1;
             }
         }
         if now >= publish_at {
             publish(bulk_metrics, &pace, &st, out.len(), &pause, now);
             publish_at = now + Duration::from_secs(1);
         }
-        if !open && out.is_empty() && st.queue.is_empty() && st.retries.is_empty() {
+        // Voided copies settle nothing: their answers need not be waited for.
+        if !open && out.values().all(|f| f.void) && st.idle() && st.retries.is_empty() {
             publish(bulk_metrics, &pace, &st, 0, &pause, now);
             return;
         }
-        // Wake for the next retry due, the pause's next step, or 200 ms.
+        // Wake for the next retry due, the pause's next step, the next straggler (to
+        // uncount or hedge it on time), or 200 ms.
         let mut wake = now + Duration::from_millis(200);
+        for f in out.values().filter(|f| !f.void) {
+            let at = f.sent + straggler;
+            if at > now {
+                wake = wake.min(at);
+            }
+        }
         if let Some(due) = st.retries.next_due() {
             wake = wake.min(due);
         }
@@ -587,7 +751,16 @@ pub fn run(
             match next {
                 Ok(Input::Docs(batch)) => st.take(batch),
                 Ok(Input::Answer(answer)) => {
-                    if let Some(flight) = out.remove(&answer.id) {
+                    let flight = out.remove(&answer.id);
+                    let known = flight.is_some();
+                    // A voided copy's answer settles nothing.
+                    if let Some(mut flight) = flight.filter(|f| !f.void) {
+                        answered_copy(
+                            &mut out,
+                            &mut flight,
+                            answer.id,
+                            answer.outcome.answered_items(),
+                        );
                         let elapsed = answer.elapsed;
                         let verdict = settle(
                             &mut st, flight, answer, &mut dlq, &mut pace, metrics, health,
@@ -634,7 +807,7 @@ pub fn run(
                                 }
                             }
                         }
-                    } else {
+                    } else if !known {
                         error!(id = answer.id, "an answer to no request; ignored");
                     }
                 }
@@ -702,7 +875,10 @@ fn settle(
         ..
     } = answer;
     let Flight {
-        docs, uncounted, ..
+        body,
+        docs,
+        uncounted,
+        ..
     } = flight;
     metrics.observe_bulk(elapsed.as_secs_f64());
     let now = Instant::now();
@@ -767,7 +943,18 @@ fn settle(
                 _ => Signal::Backpressure,
             };
             verdict.failed = Some((status, retry_after));
-            again = docs;
+            verdict.retried = !docs.is_empty();
+            let mut docs = docs;
+            for doc in &mut docs {
+                doc.attempts = doc.attempts.saturating_add(1);
+                if uncounted {
+                    st.recount(doc);
+                }
+            }
+            // Sent again as it was, before anything else.
+            if !docs.is_empty() {
+                st.resend.push_front(Resend { body, docs });
+            }
         }
         Outcome::TooLarge => {
             let limit_bytes = pace.too_large();
@@ -880,6 +1067,97 @@ mod tests {
         assert_eq!(budget.used(), 0);
         assert_eq!(acks.watermark(1), Some(100));
         assert!(st.pending.is_empty());
+    }
+
+    /// `n` flights of one group of copies with documents of one batch, sent `ages` ago.
+    fn group(st: &mut State<'_>, ages: &[u64], now: Instant) -> BTreeMap<u64, Flight> {
+        st.take(batch(2));
+        let docs = st.fill(&mut Vec::new(), 100, 1 << 20);
+        let ids: Vec<u64> = (1..=ages.len() as u64).collect();
+        ids.iter()
+            .zip(ages)
+            .map(|(&id, &age)| {
+                let mut f = Flight::new(
+                    Bytes::new(),
+                    docs.iter().map(Doc::hedge_copy).collect(),
+                    true,
+                );
+                f.sent = now - Duration::from_millis(age);
+                f.twins = ids.iter().copied().filter(|&o| o != id).collect();
+                (id, f)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_youngest_straggling_copy_is_hedged_while_the_group_may_grow() {
+        let (acks, budget, counters) = (Acks::default(), Budget::new(1 << 20), Counters::default());
+        let mut st = State::new(&acks, &budget, &counters, 1);
+        let now = Instant::now();
+        let after = Duration::from_millis(500);
+        let mut alone = group(&mut st, &[600], now);
+        assert_eq!(hedges_due(&alone, now, after, 8), vec![1]);
+        assert_eq!(
+            hedges_due(&alone, now, after, 0),
+            Vec::<u64>::new(),
+            "no free place"
+        );
+        alone.get_mut(&1).expect("flight").sent = now - Duration::from_millis(400);
+        assert!(
+            hedges_due(&alone, now, after, 8).is_empty(),
+            "not a straggler yet"
+        );
+        alone.get_mut(&1).expect("flight").uncounted = false;
+        alone.get_mut(&1).expect("flight").sent = now - Duration::from_millis(600);
+        assert!(
+            hedges_due(&alone, now, after, 8).is_empty(),
+            "still counted"
+        );
+        let pair = group(&mut st, &[3000, 700], now);
+        assert_eq!(
+            hedges_due(&pair, now, after, 8),
+            vec![2],
+            "the copy, not the first"
+        );
+        let young = group(&mut st, &[3000, 200], now);
+        assert!(
+            hedges_due(&young, now, after, 8).is_empty(),
+            "its copy is recent"
+        );
+        let full = group(&mut st, &[3000, 2000, 900], now);
+        assert!(
+            hedges_due(&full, now, after, 8).is_empty(),
+            "MAX_COPIES out"
+        );
+    }
+
+    #[test]
+    fn the_first_answer_of_a_group_settles_and_voids_the_others() {
+        let (acks, budget, counters) = (Acks::default(), Budget::new(1 << 20), Counters::default());
+        let mut st = State::new(&acks, &budget, &counters, 1);
+        let now = Instant::now();
+        // Copy 2 answers for its items: 1 and 3 are voided, 2 keeps its documents.
+        let mut out = group(&mut st, &[3000, 2000, 900], now);
+        let mut two = out.remove(&2).expect("flight");
+        answered_copy(&mut out, &mut two, 2, true);
+        assert_eq!(two.docs.len(), 2);
+        assert!(out.values().all(|f| f.void && f.docs.is_empty()));
+        // Copy 2 fails whole: its documents wait for 1 and 3, which forget it.
+        let mut out = group(&mut st, &[3000, 2000, 900], now);
+        let mut two = out.remove(&2).expect("flight");
+        answered_copy(&mut out, &mut two, 2, false);
+        assert!(two.docs.is_empty());
+        assert!(out.values().all(|f| !f.void && f.docs.len() == 2));
+        assert_eq!(out[&1].twins, vec![3]);
+        assert_eq!(out[&3].twins, vec![1]);
+        // Then 1 fails whole too (3 is still out); then 3, the last copy out, keeps its
+        // documents, to send again.
+        let mut one = out.remove(&1).expect("flight");
+        answered_copy(&mut out, &mut one, 1, false);
+        assert!(one.docs.is_empty());
+        let mut three = out.remove(&3).expect("flight");
+        answered_copy(&mut out, &mut three, 3, false);
+        assert_eq!(three.docs.len(), 2, "nothing else is out: it goes again");
     }
 
     #[test]
