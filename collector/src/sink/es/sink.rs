@@ -660,7 +660,8 @@ pub fn run(
         let threads = places * THREADS_PER_PLACE;
         // Requests that still settle documents; voided copies only hold a thread.
         let mut live = out.values().filter(|f| !f.void).count();
-        let free = |live: usize, out: usize| places.saturating_sub(live).min(threads - out);
+        let free =
+            |live: usize, out: usize| places.saturating_sub(live).min(threads.saturating_sub(out));
         // Nothing else to send: a straggler goes again on an idle place.
         if pause.is_none() && st.idle() && free(live, out.len()) > 0 {
             let hedge_after = straggler * HEDGE_AFTER;
