@@ -176,12 +176,17 @@ fn free_port() -> u16 {
 
 impl Prometheus {
     fn start(dir: &std::path::Path, target: &str) -> Prometheus {
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: meshtrail\n    static_configs:\n      - targets: ['{target}']\n"),
+        Prometheus::start_with(
+            dir,
+            &format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: meshtrail\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
         )
-        .unwrap();
+    }
+
+    fn start_with(dir: &std::path::Path, config_text: &str) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, config_text).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let child = std::process::Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -334,6 +339,102 @@ fn prometheus_scrapes_the_agent() {
             }
         }
     }
+    drop(prometheus);
+    assert_eq!(agent.terminate(), 0);
+}
+
+/// The scrape job Prometheus Operator generates for `deploy/base/servicemonitor.yaml`
+/// (its `honorLabels`, path and relabelings, and the operator's own relabelling of every
+/// ServiceMonitor target: `namespace`, `service`, `pod`, `container`, `job`, `endpoint`
+/// from the Kubernetes metadata), with the metadata a DaemonSet pod in `kube-system`
+/// has, given through `static_configs` instead of Kubernetes discovery.
+fn operator_scrape_config(target: &str) -> String {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/servicemonitor.yaml");
+    let sm: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let endpoint = &sm["spec"]["endpoints"][0];
+    let honor = endpoint["honorLabels"].as_bool().unwrap_or(false);
+    let metrics_path = endpoint["path"].as_str().unwrap_or("/metrics");
+    let port = endpoint["port"].as_str().unwrap();
+    format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: serviceMonitor/kube-system/meshtrail/0
+    honor_labels: {honor}
+    metrics_path: {metrics_path}
+    static_configs:
+      - targets: ['{target}']
+        labels:
+          __meta_kubernetes_namespace: kube-system
+          __meta_kubernetes_service_name: meshtrail
+          __meta_kubernetes_pod_name: meshtrail-x7k2p
+          __meta_kubernetes_pod_container_name: meshtrail
+          __meta_kubernetes_pod_node_name: node-a
+          __meta_kubernetes_endpoint_port_name: {port}
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_endpoint_port_name]
+        regex: {port}
+        action: keep
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
+      - source_labels: [__meta_kubernetes_service_name]
+        target_label: service
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+      - source_labels: [__meta_kubernetes_pod_container_name]
+        target_label: container
+      - source_labels: [__meta_kubernetes_service_name]
+        target_label: job
+        replacement: ${{1}}
+      - target_label: endpoint
+        replacement: {port}
+      - source_labels: [__meta_kubernetes_pod_node_name]
+        target_label: node
+"#
+    )
+}
+
+/// Scraped as Prometheus Operator scrapes the ServiceMonitor, the agent's own `namespace`
+/// (the workload's) survives: without `honorLabels: true` it would become
+/// `exported_namespace` and `namespace` would be `kube-system` for every series, merging
+/// same-named workloads of different namespaces in the alerts and breaking `$namespace`.
+#[test]
+fn prometheus_operator_relabelling_keeps_the_workload_namespace() {
+    let node = Node::new("operator-scrape");
+    security_traffic(&node);
+    let agent = Agent::start(&node.config(""));
+    let prometheus =
+        Prometheus::start_with(&node.root, &operator_scrape_config(&agent.admin_address()));
+    let shop = r#"sum(meshtrail_mtls_requests_total{namespace="shop",workload="payment",result="success"})"#;
+    let mut got = None;
+    let ok = (0..60).any(|_| {
+        got = prometheus.query(shop);
+        got == Some(10.0) || {
+            std::thread::sleep(Duration::from_millis(500));
+            false
+        }
+    });
+    assert!(ok, "{shop}: Prometheus says {got:?}, expected 10");
+    // Nothing renamed, the job is the Service's name (the alerts' up{job="meshtrail"}),
+    // and the node comes from the ServiceMonitor's relabelling.
+    let exported = prometheus.query_all(r#"{exported_namespace!=""}"#);
+    assert_eq!(exported.0, "success");
+    assert!(
+        exported.1.is_empty(),
+        "renamed series: {:?}",
+        exported.1.first()
+    );
+    assert_eq!(
+        prometheus.query(r#"up{job="meshtrail",node="node-a"}"#),
+        Some(1.0)
+    );
+    // No workload series is put in the agent's own namespace.
+    assert_eq!(
+        prometheus.query(r#"count(meshtrail_mtls_requests_total{namespace="kube-system"})"#),
+        None
+    );
     drop(prometheus);
     assert_eq!(agent.terminate(), 0);
 }
