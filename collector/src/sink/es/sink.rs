@@ -7,8 +7,10 @@
 //! flowing (partial success is progress); other 4xx → the dead-letter file, then
 //! acknowledged. Only a request that fails whole (no answer, 429/5xx on the request,
 //! 401/403) pauses sending: [`super::probe`] asks Elasticsearch cheaply until it answers, and
-//! sending resumes at once. A line batch is acknowledged when all its documents are
-//! settled, so the checkpoint never passes a document Elasticsearch has not answered for.
+//! sending resumes at once, with the failed request's body as it was. A request far slower
+//! than the rest is sent again on an idle place (hedged); the first answer for its items
+//! settles them. A line batch is acknowledged when all its documents are settled, so the
+//! checkpoint never passes a document Elasticsearch has not answered for.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
