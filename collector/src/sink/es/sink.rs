@@ -426,38 +426,76 @@ impl<'a> State<'a> {
 
     /// Writes `docs`, each after its action, into a bulk body. Documents that lie one
     /// after the other in their batch go in as one slice: each call into the compressor
-    /// costs.
+    /// costs, and it finds matches only within a call's slice. Short runs (documents sent
+    /// again, one here and one there) are gathered first, so that they share their keys
+    /// as a long run does: written one by one, they cost the compressor twice as much.
     fn write(&self, body: &mut impl Write, docs: &[Doc]) {
+        let mut stage = Stage::new(body);
         // The run being gathered: batch, start, end.
         let mut run: Option<(u64, u32, u32)> = None;
-        let pending = &self.pending;
-        // Writing into memory cannot fail.
-        let flush = |run: Option<(u64, u32, u32)>, body: &mut dyn Write| {
-            let Some((batch, start, end)) = run else {
-                return;
-            };
-            if let Some(p) = pending.get(&batch) {
-                let text = p.batch.docs.get(start as usize..end as usize);
-                let _ = body.write_all(text.unwrap_or_default());
-            }
+        let text = |(batch, start, end): (u64, u32, u32)| {
+            self.pending
+                .get(&batch)
+                .and_then(|p| p.batch.docs.get(start as usize..end as usize))
+                .unwrap_or_default()
         };
         for doc in docs {
             run = match (run, &doc.own) {
-                (_, Some(own)) => {
-                    flush(run, body);
-                    let _ = body.write_all(own);
+                (run, Some(own)) => {
+                    stage.put(run.map(text).unwrap_or_default());
+                    stage.put(own);
                     None
                 }
                 (Some((batch, start, end)), None) if batch == doc.batch && end == doc.start => {
                     Some((batch, start, doc.end))
                 }
-                (other, None) => {
-                    flush(other, body);
+                (run, None) => {
+                    stage.put(run.map(text).unwrap_or_default());
                     Some((doc.batch, doc.start, doc.end))
                 }
             };
         }
-        flush(run, body);
+        stage.put(run.map(text).unwrap_or_default());
+        stage.finish();
+    }
+}
+
+/// Slices on their way into a bulk body: long ones go straight in, short ones are
+/// gathered until there is a long piece of them.
+struct Stage<'w, W: Write> {
+    body: &'w mut W,
+    gathered: Vec<u8>,
+}
+
+impl<'w, W: Write> Stage<'w, W> {
+    /// A slice at least this long goes in on its own.
+    const LONG: usize = 32 * 1024;
+
+    fn new(body: &'w mut W) -> Self {
+        Stage {
+            body,
+            gathered: Vec::new(),
+        }
+    }
+
+    // Writing into memory cannot fail.
+    fn put(&mut self, text: &[u8]) {
+        if text.len() >= Self::LONG {
+            self.finish();
+            let _ = self.body.write_all(text);
+            return;
+        }
+        self.gathered.extend_from_slice(text);
+        if self.gathered.len() >= Self::LONG {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.gathered.is_empty() {
+            let _ = self.body.write_all(&self.gathered);
+            self.gathered.clear();
+        }
     }
 }
 
@@ -1006,6 +1044,50 @@ fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the calls that reach the body.
+    struct Calls(Vec<usize>);
+
+    impl Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.push(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn short_slices_reach_the_body_gathered_long_ones_alone_and_in_order() {
+        let mut calls = Calls(Vec::new());
+        let mut written = Vec::new();
+        {
+            let mut stage = Stage::new(&mut calls);
+            for (i, len) in [100, 2000, 40_000, 300, 0, 31_000, 5000]
+                .into_iter()
+                .enumerate()
+            {
+                let text = vec![b'a' + i as u8; len];
+                written.extend_from_slice(&text);
+                stage.put(&text);
+            }
+            stage.finish();
+        }
+        // 100 + 2000 gathered, then the long one alone, then 300 + 31,000 + 5000 (past
+        // 32 KiB with the last: written).
+        assert_eq!(calls.0, vec![2100, 40_000, 36_300]);
+        let mut body = Vec::new();
+        let mut stage = Stage::new(&mut body);
+        for (i, len) in [100, 2000, 40_000, 300, 0, 31_000, 5000]
+            .into_iter()
+            .enumerate()
+        {
+            stage.put(&vec![b'a' + i as u8; len]);
+        }
+        stage.finish();
+        assert_eq!(body, written);
+    }
 
     /// A batch of `n` documents of 100 bytes each (a 20-byte action, then 80 bytes) over
     /// `file`'s bytes `0..n*10`, holding `n * 100` of the budget.
