@@ -43,6 +43,8 @@ pub struct Faults {
     pub down: bool,
     /// Faults drawn at random, at rates: a cluster under write pressure.
     pub pressure: Option<Pressure>,
+    /// Refuse the next this many `_bulk` requests whole with 429, then take them again.
+    pub refuse_next: u32,
 }
 
 /// What a cluster whose write thread pools are full does, at random (from a seed, so a run
@@ -254,6 +256,8 @@ fn bulk(
             ),
             None => (false, false),
         };
+        let refuse = refuse || st.faults.refuse_next > 0;
+        st.faults.refuse_next = st.faults.refuse_next.saturating_sub(1);
         (st.faults.clone(), st.keep_docs, refuse, lose)
     };
     let reject_all = faults.reject_all.or(refuse_whole.then_some(429));
@@ -958,6 +962,15 @@ impl EsServer {
             max_bulk_in_flight,
             _listener: listener,
         }
+    }
+
+    /// The faults as they stand (`refuse_next` counts down).
+    pub fn faults(&self) -> Faults {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .faults
+            .clone()
     }
 
     /// Sets the faults for the next requests.

@@ -189,6 +189,44 @@ fn sending_resumes_within_2_s_of_each_outage() {
     exactly_once(&es, &[&w]);
 }
 
+/// A busy cluster refuses a request now and then while it takes the others: that request
+/// goes again on its own, and sending is not paused for it. Requests refused one after the
+/// other, with nothing taken between, are what pauses sending (until the probe answers).
+#[test]
+fn one_refused_request_goes_again_alone_and_a_run_of_them_pauses() {
+    let es = EsServer::start(None);
+    let node = Node::new("es-refused");
+    let log = node.container("shop", "web-5c9f8d7b6-abcde", "istio-proxy");
+    let mut w = Writer::new("r", &log);
+    let agent = Agent::start(&node.config_es(&es.url, ""));
+    let mut expected = 0;
+    for (round, refused) in [(0, 0), (1, 1), (2, 6)] {
+        es.set_faults(Faults {
+            refuse_next: refused,
+            ..Faults::default()
+        });
+        write(&mut w, 100);
+        expected += 100;
+        meshtrail_tests::eventually(Duration::from_secs(20), "the lines of the round", || {
+            stored(&es).len() == expected
+        });
+        assert_eq!(
+            es.faults().refuse_next,
+            0,
+            "round {round}: not every refusal was met"
+        );
+        let paused = agent.log().contains("sending paused");
+        assert_eq!(
+            paused,
+            round == 2,
+            "round {round}, {refused} requests refused in a row\n{}",
+            agent.log()
+        );
+    }
+    assert_eq!(agent.terminate(), 0);
+    exactly_once(&es, &[&w]);
+}
+
 /// `meshtrail validate` and `meshtrail run` on `config`: (exit code, stderr).
 fn refused(config: &std::path::Path) -> Vec<(i32, String)> {
     ["validate", "run"]

@@ -5,9 +5,10 @@
 //! timer). Each document is settled by its own item: delivered or duplicate → acknowledged;
 //! 429/5xx → scheduled again on its own, by its own attempt count, while the rest keeps
 //! flowing (partial success is progress); other 4xx → the dead-letter file, then
-//! acknowledged. Only a request that fails whole (no answer, 429/5xx on the request,
-//! 401/403) pauses sending: [`super::probe`] asks Elasticsearch cheaply until it answers, and
-//! sending resumes at once, with the failed request's body as it was. A request far slower
+//! acknowledged. A request that fails whole (no answer, 429/5xx on the request) goes again
+//! with its body as it was, after a short wait; only such failures one after another with
+//! no answer between, or a 401/403, pause sending: [`super::probe`] asks Elasticsearch
+//! cheaply until it answers, and sending resumes at once. A request far slower
 //! than the rest is sent again on an idle place (hedged); the first answer for its items
 //! settles them. A line batch is acknowledged when all its documents are settled, so the
 //! checkpoint never passes a document Elasticsearch has not answered for.
@@ -59,6 +60,11 @@ const STRAGGLER_PLACES: usize = 2;
 const THREADS_PER_PLACE: usize = 2;
 /// Between probes while Elasticsearch does not answer.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// Requests failing whole one after the other, with no answer for items between, that
+/// pause sending. One alone (a request refused while the others are taken, a connection
+/// lost) is sent again on its own after a short wait: a busy cluster refuses a few requests
+/// of many, and pausing every request for each would idle a cluster that is only busy.
+const PAUSE_AFTER_FAILURES: u32 = 2;
 /// A straggler is sent again once it has been out this many straggler times, if the sink
 /// has nothing else to send and a place is free: one slow answer (a busy shard, a long GC
 /// pause) then costs about that, not its whole time, and a checkpoint or an `--once` run
@@ -237,6 +243,8 @@ fn answered_copy(out: &mut BTreeMap<u64, Flight>, flight: &mut Flight, id: u64, 
 struct Resend {
     body: Bytes,
     docs: Vec<Doc>,
+    /// Not sent before then.
+    at: Instant,
 }
 
 /// Where the sink stands.
@@ -311,6 +319,17 @@ impl<'a> State<'a> {
     /// Nothing waits to be sent now (retries wait for their time).
     fn idle(&self) -> bool {
         self.queue.is_empty() && self.resend.is_empty()
+    }
+
+    /// There is something to send now.
+    fn ready(&self, now: Instant) -> bool {
+        !self.queue.is_empty() || self.resend.iter().any(|r| r.at <= now)
+    }
+
+    /// The first request that failed whole and whose time has come.
+    fn resend_due(&mut self, now: Instant) -> Option<Resend> {
+        let i = self.resend.iter().position(|r| r.at <= now)?;
+        self.resend.remove(i)
     }
 
     /// Documents not yet settled that wait here (not in a request).
@@ -659,6 +678,8 @@ pub fn run(
     let mut out: BTreeMap<u64, Flight> = BTreeMap::new();
     let mut next_id = 0u64;
     let mut pause: Option<Pause> = None;
+    // Requests failed whole since the last answer for items.
+    let mut failures_in_row = 0u32;
     let mut publish_at = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -703,7 +724,7 @@ pub fn run(
         let free =
             |live: usize, out: usize| places.saturating_sub(live).min(threads.saturating_sub(out));
         // Nothing else to send: a straggler goes again on an idle place.
-        if pause.is_none() && st.idle() && free(live, out.len()) > 0 {
+        if pause.is_none() && !st.ready(now) && free(live, out.len()) > 0 {
             let hedge_after = straggler * HEDGE_AFTER;
             for id in hedges_due(&out, now, hedge_after, free(live, out.len())) {
                 let Some(first) = out.get(&id) else {
@@ -737,15 +758,15 @@ pub fn run(
             }
         }
         // Send at once while the pace allows; what comes meanwhile waits its turn.
-        if pause.is_none() && !st.idle() {
+        if pause.is_none() && st.ready(now) {
             let mut active = out.values().filter(|f| !f.uncounted).count();
-            while !st.idle() {
+            while st.ready(now) {
                 if active >= pace.limit() || free(live, out.len()) == 0 {
                     pace.held_back();
                     break;
                 }
-                let (body, docs) = match st.resend.pop_front() {
-                    Some(Resend { body, docs }) => (body, docs),
+                let (body, docs) = match st.resend_due(now) {
+                    Some(Resend { body, docs, .. }) => (body, docs),
                     None => body(&mut st, cfg, pace.max_bytes()),
                 };
                 stats::add(&counters.bulk_requests, 1);
@@ -783,6 +804,9 @@ pub fn run(
         if let Some(due) = st.retries.next_due() {
             wake = wake.min(due);
         }
+        for r in &st.resend {
+            wake = wake.min(r.at.max(now));
+        }
         match &pause {
             Some(p) if p.up => wake = wake.min(p.not_before),
             Some(p) if !p.probing => wake = wake.min(p.probe_at),
@@ -813,32 +837,59 @@ pub fn run(
                         if verdict.retried {
                             stats::add(&counters.bulk_retries, 1);
                         }
+                        if verdict.answered {
+                            failures_in_row = 0;
+                        }
                         match verdict.failed {
                             Some((status, retry_after)) => {
-                                let cap = if matches!(status, 401 | 403) {
-                                    AUTH_PAUSE_MAX
+                                failures_in_row += 1;
+                                let alone = pause.is_none()
+                                    && failures_in_row < PAUSE_AFTER_FAILURES
+                                    && !matches!(status, 401 | 403);
+                                if alone {
+                                    let wait = delay(
+                                        1,
+                                        RETRY_BASE,
+                                        RETRY_MAX,
+                                        retry_after,
+                                        &mut st.jitter,
+                                    );
+                                    debug!(status, reason = %verdict.reason, wait_ms = wait.as_millis() as u64, "bulk request failed whole; sent again on its own");
+                                    // `settle` put it at the front.
+                                    if verdict.retried {
+                                        if let Some(r) = st.resend.front_mut() {
+                                            r.at = now + wait;
+                                        }
+                                    }
                                 } else {
-                                    PAUSE_MAX
-                                };
-                                // No answer at all: the probe alone says when to go on.
-                                let wait = if status == 0 {
-                                    Duration::ZERO
-                                } else {
-                                    backoff
-                                        .next(retry_after)
-                                        .min(retry_after.unwrap_or_default().max(cap))
-                                };
-                                let since = pause.as_ref().map_or(now, |p| p.since);
-                                let not_before = pause
-                                    .as_ref()
-                                    .map_or(now + wait, |p| p.not_before.max(now + wait));
-                                pause = Some(Pause {
-                                    since,
-                                    not_before,
-                                    up: false,
-                                    probing: pause.as_ref().is_some_and(|p| p.probing),
-                                    probe_at: now,
-                                });
+                                    if pause.is_none() {
+                                        warn!(status, reason = %verdict.reason, documents = st.waiting(), "bulk requests failed; sending paused until Elasticsearch answers");
+                                    }
+                                    let cap = if matches!(status, 401 | 403) {
+                                        AUTH_PAUSE_MAX
+                                    } else {
+                                        PAUSE_MAX
+                                    };
+                                    // No answer at all: the probe alone says when to go on.
+                                    let wait = if status == 0 {
+                                        Duration::ZERO
+                                    } else {
+                                        backoff
+                                            .next(retry_after)
+                                            .min(retry_after.unwrap_or_default().max(cap))
+                                    };
+                                    let since = pause.as_ref().map_or(now, |p| p.since);
+                                    let not_before = pause
+                                        .as_ref()
+                                        .map_or(now + wait, |p| p.not_before.max(now + wait));
+                                    pause = Some(Pause {
+                                        since,
+                                        not_before,
+                                        up: false,
+                                        probing: pause.as_ref().is_some_and(|p| p.probing),
+                                        probe_at: now,
+                                    });
+                                }
                             }
                             None => {
                                 backoff.reset();
@@ -893,6 +944,8 @@ struct Verdict {
     failed: Option<(u16, Option<Duration>)>,
     /// Elasticsearch answered for the items.
     answered: bool,
+    /// Why the request failed whole.
+    reason: String,
 }
 
 /// Settles the documents of one answer: delivered and dead-lettered ones are done, refused
@@ -930,6 +983,7 @@ fn settle(
         retried: false,
         failed: None,
         answered: false,
+        reason: String::new(),
     };
     let mut again = Vec::new();
     match outcome {
@@ -978,7 +1032,7 @@ fn settle(
         Outcome::RetryAll { status, reason } => {
             health.sink_ok.store(false, Ordering::Relaxed);
             metrics.bulk().retried(status, docs.len());
-            warn!(status, reason = %reason, documents = docs.len(), "bulk request failed; sending paused until Elasticsearch answers");
+            verdict.reason = reason;
             verdict.signal = match status {
                 429 => Signal::Overloaded,
                 // No answer (a dropped connection) or credentials: nothing about load.
@@ -995,7 +1049,11 @@ fn settle(
             }
             // Sent again as it was, before anything else.
             if !docs.is_empty() {
-                st.resend.push_front(Resend { body, docs });
+                st.resend.push_front(Resend {
+                    body,
+                    docs,
+                    at: Instant::now(),
+                });
             }
         }
         Outcome::TooLarge => {
