@@ -509,7 +509,11 @@ fn sink_loop(
     counters: &Counters,
     health: &Health,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::backoff::Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        u64::from(std::process::id()),
+    );
     for input in rx {
         let batch = match input {
             Input::Docs(batch) => batch,
@@ -521,11 +525,11 @@ fn sink_loop(
         while let Err(e) = sink.write_batch(&batch.docs) {
             health.sink_ok.store(false, Ordering::Relaxed);
             stats::add(&counters.sink_retries, 1);
-            error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            let wait = backoff.next(None);
+            error!(error = %e, retry_in_ms = wait.as_millis() as u64, "sink write failed");
+            std::thread::sleep(wait);
         }
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         health.sink_ok.store(true, Ordering::Relaxed);
         acks.ack(batch.file, batch.start, batch.end);
         budget.release(batch.reserved);

@@ -7,6 +7,7 @@
 pub mod ack;
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

@@ -11,21 +11,18 @@ use anyhow::Context;
 use meshtrail_parsers::classify::Role;
 use meshtrail_parsers::envoy::{Program, builtin};
 
-/// A small deterministic generator (xorshift64*), so every demo run shows the same traffic.
-struct Rng(u64);
+/// A seeded generator, so every demo run shows the same traffic.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.u64(..)
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.u64(0..n)
     }
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
+        items[self.0.usize(0..items.len())]
     }
 }
 
@@ -307,7 +304,7 @@ impl Traffic {
         }
         Ok(Traffic {
             program: Program::compile("meshtrail", builtin::MESHTRAIL)?,
-            rng: Rng(0x9E37_79B9_7F4A_7C15),
+            rng: Rng(fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15)),
             logs,
             rotate_bytes,
             written: 0,

@@ -1,98 +1,13 @@
 //! When to try again. Whole requests that fail pause sending by an exponential backoff
-//! ([`Backoff`]); documents refused one by one are scheduled on their own ([`Schedule`]),
-//! each by its own attempt count ([`delay`]), while new documents keep flowing. Both use
-//! equal jitter, so agents do not retry in step, and honour a `Retry-After` when a server (or
-//! a proxy in front of Elasticsearch, which itself sends none) gives one. There is no retry
-//! limit that drops data: the sink keeps trying and backpressure pauses reading.
+//! ([`crate::backoff::Backoff`]); documents refused one by one are scheduled on their own
+//! ([`Schedule`]), each by its own attempt count ([`crate::backoff::delay`]), while new
+//! documents keep flowing; both honour a `Retry-After` ([`parse_retry_after`]) when a server
+//! (or a proxy in front of Elasticsearch, which itself sends none) gives one. There is no
+//! retry limit that drops data: the sink keeps trying and backpressure pauses reading.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use meshtrail_parsers::timestamp::Timestamp;
-
-/// A `Retry-After` is honoured up to this long.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-
-/// Cheap seeded randomness for jitter (xorshift64).
-#[derive(Clone, Debug)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    /// Seeded by `seed` (any value).
-    pub fn new(seed: u64) -> Jitter {
-        Jitter(seed | 1)
-    }
-
-    /// Uniform in `[0, n)`; 0 when `n` is 0.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        if n == 0 { 0 } else { self.0 % n }
-    }
-}
-
-/// The wait before attempt `attempt + 1` after `attempt` failures (1-based):
-/// `base·2^(attempt-1)` up to `max`, uniform in its upper half (equal jitter: never a
-/// hammering zero), and never less than `retry_after`.
-pub fn delay(
-    attempt: u32,
-    base: Duration,
-    max: Duration,
-    retry_after: Option<Duration>,
-    jitter: &mut Jitter,
-) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(max);
-    let half = u64::try_from(ceiling.as_nanos() / 2).unwrap_or(u64::MAX);
-    let d = Duration::from_nanos(half + jitter.below(half + 1));
-    d.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
-}
-
-/// Consecutive failures of whole requests and the pause each one asks for.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-    jitter: Jitter,
-}
-
-impl Backoff {
-    /// Starts at `base`, doubles per failure up to `max`; `seed` varies the jitter.
-    pub fn new(base: Duration, max: Duration, seed: u64) -> Backoff {
-        Backoff {
-            base,
-            max,
-            attempt: 0,
-            jitter: Jitter::new(seed),
-        }
-    }
-
-    /// The pause after one more failure ([`delay`]), never less than `retry_after`.
-    pub fn next(&mut self, retry_after: Option<Duration>) -> Duration {
-        self.attempt = self.attempt.saturating_add(1);
-        delay(
-            self.attempt,
-            self.base,
-            self.max,
-            retry_after,
-            &mut self.jitter,
-        )
-    }
-
-    /// After a success: start again from `base`.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The jitter source, for callers that schedule on their own.
-    pub fn jitter(&mut self) -> &mut Jitter {
-        &mut self.jitter
-    }
-}
+use std::time::{Duration, Instant, SystemTime};
 
 struct Entry<T> {
     due: Instant,
@@ -179,59 +94,22 @@ impl<T> Schedule<T> {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// A `Retry-After` value: seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`).
+/// A `Retry-After` value: seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`,
+/// and the two obsolete forms HTTP allows); a date past is no wait.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    // IMF-fixdate: `Day, DD Mon YYYY HH:MM:SS GMT`.
-    let mut parts = value.split_whitespace();
-    let (_, day, month, year, time, zone) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if zone != "GMT" {
-        return None;
-    }
-    let month = MONTHS.iter().position(|m| *m == month)? + 1;
-    let at = Timestamp::parse(&format!("{year}-{month:02}-{day:0>2}T{time}Z"))?;
-    let now = i64::try_from(now.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()?;
-    Some(Duration::from_secs(
-        u64::try_from(at.unix_secs - now).unwrap_or(0),
-    ))
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn doubles_with_equal_jitter_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10), 42);
-        let ceilings = [100u64, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000];
-        let mut delays = Vec::new();
-        for ceiling in ceilings {
-            let d = b.next(None);
-            assert!(
-                d <= Duration::from_millis(ceiling) && d >= Duration::from_millis(ceiling / 2),
-                "{d:?} outside [{}, {ceiling}] ms",
-                ceiling / 2
-            );
-            delays.push(d);
-        }
-        assert!(delays.windows(2).any(|w| w[0] != w[1]), "jittered");
-        b.reset();
-        assert!(b.next(None) <= Duration::from_millis(100));
-    }
+    use crate::backoff::Backoff;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn schedules_soonest_first_and_knows_the_oldest() {
