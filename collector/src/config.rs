@@ -156,6 +156,8 @@ pub struct SinkConfig {
     pub api_key_file: Option<PathBuf>,
     /// For `elasticsearch`: gzip request bodies. Default true.
     pub gzip: Option<bool>,
+    /// For `elasticsearch`: which gzip writer, `meshtrail` (default) or `zlib`.
+    pub gzip_writer: Option<String>,
     /// For `elasticsearch`: largest bulk request body before compression, bytes. Default 5 MiB.
     pub max_batch_bytes: Option<usize>,
     /// For `elasticsearch`: most documents per bulk request. Default 5000.
@@ -311,6 +313,8 @@ pub struct EsSettings {
     pub authorization: Option<Secret>,
     /// Gzip bodies.
     pub gzip: bool,
+    /// With which writer.
+    pub gzip_writer: crate::sink::es::gzip::Writer,
     /// Batch bounds.
     pub max_batch_bytes: usize,
     /// Batch bounds.
@@ -907,6 +911,17 @@ impl Config {
                     destination,
                     authorization,
                     gzip: s.gzip.unwrap_or(true),
+                    gzip_writer: match s.gzip_writer.as_deref() {
+                        None | Some("meshtrail") => crate::sink::es::gzip::Writer::Meshtrail,
+                        Some("zlib") => crate::sink::es::gzip::Writer::Zlib,
+                        Some(other) => {
+                            return Err(invalid(
+                                "sink.gzip_writer",
+                                other,
+                                "expected meshtrail (the agent's own deflate writer) or zlib (zlib-rs through flate2, level 1)",
+                            ));
+                        }
+                    },
                     max_batch_bytes,
                     max_batch_docs,
                     max_concurrent_requests,
@@ -1159,6 +1174,13 @@ mod tests {
         "pipeline:\n  workers: many\n",
         "workers",
         "invalid type"
+    );
+    refused!(
+        unknown_gzip_writer,
+        "sink:\n  type: elasticsearch\n  url: http://127.0.0.1:9200\n  gzip_writer: lzma\n",
+        "`sink.gzip_writer`",
+        "lzma",
+        "expected meshtrail"
     );
     refused!(
         scan_more_often_than_poll,

@@ -111,6 +111,24 @@ fn every_line_once_through_item_and_request_faults() {
     );
 }
 
+/// `sink.gzip_writer` switches between the agent's deflate writer and zlib-rs; the test
+/// server inflates what either sends (a body it cannot read is refused with 400).
+#[test]
+fn either_gzip_writer_stores_every_line_once() {
+    for writer in ["meshtrail", "zlib"] {
+        let es = EsServer::start(None);
+        let node = Node::new(&format!("es-gzip-{writer}"));
+        let _w = write(&node, "g", 3000);
+        let agent = Agent::start(&node.config_es(
+            &es.url,
+            &format!("  gzip_writer: {writer}\n  max_batch_docs: 700\n"),
+        ));
+        wait_for(&es, 3000);
+        assert_eq!(agent.terminate(), 0, "{writer}");
+        exactly_once(&es, "g", 3000);
+    }
+}
+
 #[test]
 fn mapping_errors_go_to_the_dead_letter_file() {
     let es = EsServer::start(None);

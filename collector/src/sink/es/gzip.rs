@@ -15,6 +15,17 @@ use std::io::{self, Write};
 
 /// Matches reach back at most this far (deflate's window).
 const WINDOW: usize = 32 * 1024;
+/// Which gzip writer compresses bulk bodies (`sink.gzip_writer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Writer {
+    /// [`Gzip`]: this module's writer.
+    #[default]
+    Meshtrail,
+    /// zlib-rs at level 1 through `flate2`: the reference, if a reader ever disagrees with
+    /// [`Gzip`]'s streams.
+    Zlib,
+}
+
 /// Deflate's longest match.
 const MAX_MATCH: usize = 258;
 /// Matches are only taken from this length (a candidate is checked on 4 bytes).

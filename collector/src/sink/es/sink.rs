@@ -527,6 +527,12 @@ fn body(st: &mut State<'_>, cfg: &EsSettings, max_bytes: usize) -> (Bytes, Vec<D
         let docs = st.fill(&mut body, cfg.max_batch_docs, max_bytes);
         return (body.into(), docs);
     }
+    if cfg.gzip_writer == super::gzip::Writer::Zlib {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let docs = st.fill(&mut gz, cfg.max_batch_docs, max_bytes);
+        // Into memory: finishing cannot fail.
+        return (gz.finish().unwrap_or_default().into(), docs);
+    }
     let mut gz = super::gzip::Gzip::new(Vec::new());
     let docs = st.fill(&mut gz, cfg.max_batch_docs, max_bytes);
     (gz.finish().into(), docs)
