@@ -588,6 +588,37 @@ struct Pause {
     probe_at: Instant,
 }
 
+/// Sending paused (or kept paused) after a request failed whole with `status` (0: no
+/// answer): backoff up to 1 s (30 s for 401/403), at least any `Retry-After`; no answer at
+/// all waits for the probe alone. A pause already running keeps its start and its probe.
+fn paused(
+    running: Option<&Pause>,
+    status: u16,
+    retry_after: Option<Duration>,
+    backoff: &mut Backoff,
+    now: Instant,
+) -> Pause {
+    let cap = if matches!(status, 401 | 403) {
+        AUTH_PAUSE_MAX
+    } else {
+        PAUSE_MAX
+    };
+    let wait = if status == 0 {
+        Duration::ZERO
+    } else {
+        backoff
+            .next(retry_after)
+            .min(retry_after.unwrap_or_default().max(cap))
+    };
+    Pause {
+        since: running.map_or(now, |p| p.since),
+        not_before: running.map_or(now + wait, |p| p.not_before.max(now + wait)),
+        up: false,
+        probing: running.is_some_and(|p| p.probing),
+        probe_at: now,
+    }
+}
+
 /// The sink's gauges, set about once a second.
 fn publish(
     m: &crate::metrics::BulkMetrics,
@@ -853,6 +884,7 @@ pub fn run(
                                 let alone = pause.is_none()
                                     && failures_in_row < PAUSE_AFTER_FAILURES
                                     && !matches!(status, 401 | 403);
+                                let mut resend = verdict.resend;
                                 if alone {
                                     let wait = delay(
                                         1,
@@ -862,40 +894,25 @@ pub fn run(
                                         &mut st.jitter,
                                     );
                                     debug!(status, reason = %verdict.reason, wait_ms = wait.as_millis() as u64, "bulk request failed whole; sent again on its own");
-                                    // `settle` put it at the front.
-                                    if verdict.retried {
-                                        if let Some(r) = st.resend.front_mut() {
-                                            r.at = now + wait;
-                                        }
+                                    if let Some(r) = &mut resend {
+                                        r.at = now + wait;
                                     }
-                                } else {
+                                }
+                                // Sent again as it was, before anything else.
+                                if let Some(r) = resend {
+                                    st.resend.push_front(r);
+                                }
+                                if !alone {
                                     if pause.is_none() {
                                         warn!(status, reason = %verdict.reason, documents = st.waiting(), "bulk requests failed; sending paused until Elasticsearch answers");
                                     }
-                                    let cap = if matches!(status, 401 | 403) {
-                                        AUTH_PAUSE_MAX
-                                    } else {
-                                        PAUSE_MAX
-                                    };
-                                    // No answer at all: the probe alone says when to go on.
-                                    let wait = if status == 0 {
-                                        Duration::ZERO
-                                    } else {
-                                        backoff
-                                            .next(retry_after)
-                                            .min(retry_after.unwrap_or_default().max(cap))
-                                    };
-                                    let since = pause.as_ref().map_or(now, |p| p.since);
-                                    let not_before = pause
-                                        .as_ref()
-                                        .map_or(now + wait, |p| p.not_before.max(now + wait));
-                                    pause = Some(Pause {
-                                        since,
-                                        not_before,
-                                        up: false,
-                                        probing: pause.as_ref().is_some_and(|p| p.probing),
-                                        probe_at: now,
-                                    });
+                                    pause = Some(paused(
+                                        pause.as_ref(),
+                                        status,
+                                        retry_after,
+                                        &mut backoff,
+                                        now,
+                                    ));
                                 }
                             }
                             None => {
@@ -953,11 +970,13 @@ struct Verdict {
     answered: bool,
     /// Why the request failed whole.
     reason: String,
+    /// Its body and documents, to send again.
+    resend: Option<Resend>,
 }
 
 /// Settles the documents of one answer: delivered and dead-lettered ones are done, refused
-/// ones are scheduled on their own, those of a request that failed whole go back to the
-/// front of the queue.
+/// ones are scheduled on their own; those of a request that failed whole come back in the
+/// verdict, with its body, for the caller to send again when it decides.
 #[allow(
     clippy::too_many_arguments,
     reason = "the answer, what it settles, and where the outcomes go"
@@ -991,6 +1010,7 @@ fn settle(
         failed: None,
         answered: false,
         reason: String::new(),
+        resend: None,
     };
     let mut again = Vec::new();
     match outcome {
@@ -1054,9 +1074,9 @@ fn settle(
                     st.recount(doc);
                 }
             }
-            // Sent again as it was, before anything else.
+            // The caller says when it goes again.
             if !docs.is_empty() {
-                st.resend.push_front(Resend {
+                verdict.resend = Some(Resend {
                     body,
                     docs,
                     at: Instant::now(),
