@@ -35,7 +35,7 @@ pub fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
     let settings = load(config_path)?;
     info!(
         node = %settings.node_name,
-        include = ?settings.include,
+        include = ?settings.tail.include,
         data_dir = %settings.data_dir.display(),
         sink = ?settings.sink,
         workers = settings.workers,
@@ -110,7 +110,7 @@ fn reload(path: Option<&Path>, running: &Settings, live: &Live) {
         }
     };
     let (tail, parser) = match (
-        TailOptions::from_settings(&new),
+        TailOptions::from_settings(&new.tail),
         Parser::from_specs(new.formats.iter().map(String::as_str)),
     ) {
         (Ok(t), Ok(p)) => (t, p),
@@ -139,7 +139,7 @@ fn reload(path: Option<&Path>, running: &Settings, live: &Live) {
     if new.node_name != running.node_name || new.cluster_name != running.cluster_name {
         restart.push("node_name/cluster_name");
     }
-    info!(formats = ?new.formats, include = ?new.include, "configuration reloaded: tail options and formats applied");
+    info!(formats = ?new.formats, include = ?new.tail.include, "configuration reloaded: tail options and formats applied");
     if !restart.is_empty() {
         warn!(fields = ?restart, "these changed fields apply at the next start");
     }
@@ -191,7 +191,7 @@ pub fn run_until(
     }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
-    let mut opts = TailOptions::from_settings(settings).map_err(anyhow::Error::msg)?;
+    let mut opts = TailOptions::from_settings(&settings.tail).map_err(anyhow::Error::msg)?;
     opts.once = once;
     opts.reload = Some(live.tail.clone());
     let host = Arc::new(Host {
@@ -261,7 +261,10 @@ pub fn run_until(
     };
     // For Elasticsearch, the workers write each document's bulk action too.
     let router = match &sink {
-        Built::Elasticsearch(es) => Some(Arc::new(Router::new(&es.cfg))),
+        Built::Elasticsearch(es) => Some(Arc::new(Router::new(
+            es.cfg.routes.clone(),
+            es.cfg.destination.clone(),
+        ))),
         Built::Local(_) => None,
     };
 

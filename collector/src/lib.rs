@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod config_error;
 pub mod demo;
 pub mod document;
 pub mod enrich;

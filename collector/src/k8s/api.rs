@@ -22,10 +22,10 @@ use kube::{Api, Client, Config};
 use tracing::{error, info, warn};
 
 use super::KubeMetrics;
+use super::config::KubeSettings;
 use super::count::CountLayer;
 use super::project::{self, PodInfo};
 use super::store::Store;
-use crate::config::KubeSettings;
 
 /// Objects per list page.
 const PAGE: u32 = 500;

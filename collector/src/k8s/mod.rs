@@ -8,6 +8,7 @@
 //! `meshtrail_kubernetes_unenriched_events_total` counts them.
 
 pub mod api;
+pub mod config;
 pub mod count;
 pub mod kubelet;
 pub mod project;
@@ -20,7 +21,7 @@ use anyhow::Context as _;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tracing::{info, warn};
 
-use crate::config::{KubeSettings, KubeSource};
+use config::{KubeSettings, KubeSource};
 use store::Store;
 
 /// The Kubernetes families on `/metrics`.

@@ -1,6 +1,7 @@
 //! Local sinks: standard output, size-rotated NDJSON files, and a blackhole. Each writes a
 //! batch, flushes it to the operating system, and only then reports it delivered.
 
+pub mod config;
 pub mod es;
 mod file;
 
@@ -8,7 +9,7 @@ use std::io::{self, Write};
 
 pub use file::FileSink;
 
-use crate::config::Sink as SinkConfig;
+use config::Sink as SinkSettings;
 
 /// A destination for NDJSON documents.
 pub trait Sink: Send {
@@ -105,16 +106,16 @@ impl Built {
 /// checkpoint) does not account for, when it can read back what it wrote; a restart does
 /// not write those again. (Elasticsearch needs no read-back: it refuses a second `create`.)
 pub fn build(
-    config: &SinkConfig,
+    config: &SinkSettings,
     covered: &dyn Fn(&str) -> bool,
 ) -> io::Result<(Built, Vec<String>)> {
     Ok(match config {
-        SinkConfig::Stdout => (Built::Local(Box::new(Stdout(io::stdout()))), Vec::new()),
-        SinkConfig::Blackhole { encode } => (
+        SinkSettings::Stdout => (Built::Local(Box::new(Stdout(io::stdout()))), Vec::new()),
+        SinkSettings::Blackhole { encode } => (
             Built::Local(Box::new(Blackhole { encode: *encode })),
             Vec::new(),
         ),
-        SinkConfig::File {
+        SinkSettings::File {
             path,
             max_bytes,
             max_files,
@@ -123,7 +124,7 @@ pub fn build(
             let ids = sink.ids_since(covered)?;
             (Built::Local(Box::new(sink)), ids)
         }
-        SinkConfig::Elasticsearch(es) => (
+        SinkSettings::Elasticsearch(es) => (
             Built::Elasticsearch(Box::new(es::sink::Prepared::open(es)?)),
             Vec::new(),
         ),

@@ -8,6 +8,7 @@
 //! its last partial record. The checkpoint is the low-water mark of acknowledged ranges, so
 //! a restart replays at most the unacknowledged lines and never skips one.
 
+pub mod config;
 pub mod discover;
 pub mod identity;
 pub mod reader;
@@ -27,9 +28,9 @@ use tracing::{info, warn};
 
 use crate::ack::{Acks, Budget, FileId};
 use crate::checkpoint::{Entry, Store};
-use crate::config::{Settings, StartAt};
 use crate::enrich::PathMeta;
 use crate::stats::{self, Counters};
+pub use config::{StartAt, TailSettings};
 use discover::{Found, Patterns};
 use identity::{DevIno, FINGERPRINT_BYTES, fingerprint};
 use reader::FileReader;
@@ -167,7 +168,7 @@ pub struct TailOptions {
 
 impl TailOptions {
     /// From validated settings.
-    pub fn from_settings(s: &Settings) -> Result<TailOptions, String> {
+    pub fn from_settings(s: &TailSettings) -> Result<TailOptions, String> {
         Ok(TailOptions {
             patterns: Patterns::new(&s.include, &s.exclude)?,
             framing: s.framing,

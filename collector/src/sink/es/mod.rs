@@ -5,6 +5,7 @@
 //! settles each item; [`retry`] backs off; [`dlq`] keeps what Elasticsearch refused for good.
 
 pub mod bulk;
+pub mod config;
 pub mod connect;
 pub mod dlq;
 pub mod gzip;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, error, info, warn};
 
+use super::config::EsSettings;
 use super::dlq::DeadLetters;
 use super::pace::{Pace, Signal};
 use super::probe::{Probe, Prober};
@@ -31,7 +32,6 @@ use super::retry::Schedule;
 use crate::ack::{Acks, Budget};
 use crate::admin::Health;
 use crate::backoff::{Backoff, Jitter, delay};
-use crate::config::EsSettings;
 use crate::sink::{DocBatch, Input};
 use crate::stats::{self, Counters};
 

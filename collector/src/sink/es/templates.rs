@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::bulk::Destination;
-use crate::config::EsSettings;
+use super::config::EsSettings;
 
 const ILM: &str = include_str!("../../../../deploy/elasticsearch/ilm-policy.json");
 const ISM: &str = include_str!("../../../../deploy/opensearch/ism-policy.json");
