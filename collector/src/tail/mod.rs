@@ -22,7 +22,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use meshtrail_parsers::frame::{self, Framing, Stream};
+use meshtrail_parsers::frame::{self, Stream};
 use meshtrail_parsers::partial::{Joined, Joiner};
 use tracing::{info, warn};
 
@@ -141,23 +141,10 @@ struct Tracked {
 
 /// The tail stage's settings.
 pub struct TailOptions {
-    /// Include and exclude patterns.
+    /// Include and exclude patterns, compiled from `settings`.
     pub patterns: Patterns,
-    /// Framing.
-    pub framing: Framing,
-    /// Start position for pre-existing files without a checkpoint.
-    pub start_at: StartAt,
-    /// How often files in directories inotify cannot watch are looked at.
-    pub poll_interval: Duration,
-    /// How often new and rotated files are looked for, and every file looked at, without an
-    /// inotify event.
-    pub scan_interval: Duration,
-    /// Read size.
-    pub read_block_bytes: usize,
-    /// Line cap.
-    pub max_line_bytes: usize,
-    /// Linger of rotated files.
-    pub rotate_wait: Duration,
+    /// The validated `tail:` section.
+    pub settings: TailSettings,
     /// How often to write checkpoints.
     pub checkpoint_interval: Duration,
     /// Stop once every file is read to its end and acknowledged (`run --once`).
@@ -171,13 +158,7 @@ impl TailOptions {
     pub fn from_settings(s: &TailSettings) -> Result<TailOptions, String> {
         Ok(TailOptions {
             patterns: Patterns::new(&s.include, &s.exclude)?,
-            framing: s.framing,
-            start_at: s.start_at,
-            poll_interval: s.poll_interval,
-            scan_interval: s.scan_interval,
-            read_block_bytes: s.read_block_bytes,
-            max_line_bytes: s.max_line_bytes,
-            rotate_wait: s.rotate_wait,
+            settings: s.clone(),
             checkpoint_interval: Duration::from_secs(1),
             once: false,
             reload: None,
@@ -275,13 +256,13 @@ impl Tailer {
             if now >= next_scan {
                 self.scan(first);
                 first = false;
-                next_scan = now + self.opts.scan_interval;
+                next_scan = now + self.opts.settings.scan_interval;
                 // The safety net: every file once per scan, whatever inotify said.
                 look_at_all = true;
             }
             let poll = now >= next_poll;
             if poll {
-                next_poll = now + self.opts.poll_interval;
+                next_poll = now + self.opts.settings.poll_interval;
             }
             let mut progressed = false;
             for i in 0..self.files.len() {
@@ -447,7 +428,7 @@ impl Tailer {
                 .position(|e| e.fingerprint == hex(fp))?;
             Some(self.unmatched.swap_remove(i))
         });
-        let offset = match (&entry, first, self.opts.start_at) {
+        let offset = match (&entry, first, self.opts.settings.start_at) {
             (Some(e), _, _) => e.offset,
             (None, true, StartAt::End) => size,
             (None, _, _) => 0,
@@ -503,7 +484,7 @@ impl Tailer {
             carry_start: offset,
             skipping: 0,
             delivered,
-            joiner: Joiner::new(self.opts.max_line_bytes),
+            joiner: Joiner::new(self.opts.settings.max_line_bytes),
             sent_to: offset,
             gone,
             last_growth: Instant::now(),
@@ -625,13 +606,16 @@ impl Tailer {
 
     /// Reads one block of file `i` and sends its lines. True when bytes were read.
     fn read_some(&mut self, i: usize, out: &SyncSender<LineBatch>, stop: &AtomicBool) -> bool {
-        let max_line = self.opts.max_line_bytes;
-        let framing = self.opts.framing;
+        let max_line = self.opts.settings.max_line_bytes;
+        let framing = self.opts.settings.framing;
         let t = &mut self.files[i];
         let mut block = std::mem::take(&mut self.block);
         block.clear();
         block.extend_from_slice(&t.carry);
-        let n = match t.reader.read_block(&mut block, self.opts.read_block_bytes) {
+        let n = match t
+            .reader
+            .read_block(&mut block, self.opts.settings.read_block_bytes)
+        {
             Ok(n) => n,
             Err(e) => {
                 stats::add(&self.counters.read_errors, 1);
@@ -807,8 +791,8 @@ impl Tailer {
     /// Closes files that are gone, read to their end, idle for `rotate_wait` and
     /// acknowledged; an unfinished last line is handed on first.
     fn retire(&mut self, out: &SyncSender<LineBatch>, stop: &AtomicBool) {
-        let wait = self.opts.rotate_wait;
-        let framing = self.opts.framing;
+        let wait = self.opts.settings.rotate_wait;
+        let framing = self.opts.settings.framing;
         let mut i = 0;
         while i < self.files.len() {
             let t = &mut self.files[i];
